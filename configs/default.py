@@ -1,0 +1,92 @@
+"""Every configuration key, documented. Experiment configs start from `get_config()` here.
+
+Override any key on the command line: `--config.optim.lr=2e-4`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # root of every PRNG key (init, data order, noise, dropout, sampling)
+
+    # --- data --------------------------------------------------------------------------
+    c.data = d = ml_collections.ConfigDict()
+    d.name = "gmm2d"  # toy: gmm2d | ring2d | moons2d; images: digits | any TFDS name (cifar10)
+    d.batch_size = 256  # global batch, split over processes and devices
+    d.num_points = 100_000  # toy data: size of the fixed sample the pipeline serves
+    d.image_size = 0  # images: resize to this side (0: the data set's own size)
+    d.random_flip = False  # images: random horizontal flip
+    d.tfds_data_dir = ""  # images: TFDS data_dir ('' = TFDS default, ~/tensorflow_datasets)
+    d.split = "train"
+    d.conditional = False  # feed class labels to the network
+
+    # --- EDM / consistency parametrization ----------------------------------------------
+    c.model = m = ml_collections.ConfigDict()
+    m.sigma_data = 0.5  # sigma_d: data std (0.5 for [-1, 1] images)
+    m.sigma_min = 0.002  # epsilon: boundary of the consistency function, smallest grid sigma
+    m.sigma_max = 80.0  # T: largest sigma
+    m.rho = 7.0  # Karras grid exponent
+
+    # --- network ---------------------------------------------------------------------
+    c.network = n = ml_collections.ConfigDict()
+    n.name = "mlp"  # mlp | ddpmpp | ncsnpp
+    n.dropout = 0.0
+    n.embedding_type = "auto"  # auto (the architecture's own) | positional | fourier
+    n.fourier_scale = 16.0  # Fourier embedding scale (NCSN++ 16; iCT 0.02)
+    n.mlp = ml_collections.ConfigDict(dict(hidden=256, depth=4, emb_dim=128))
+    n.unet = ml_collections.ConfigDict(
+        dict(
+            model_channels=128,  # base width
+            channel_mult=(2, 2, 2),  # per-resolution width multipliers
+            channel_mult_emb=4,  # embedding width = model_channels * channel_mult_emb
+            num_blocks=4,  # residual blocks per resolution
+            attn_resolutions=(16,),  # resolutions with self-attention
+        )
+    )
+
+    # --- objective -------------------------------------------------------------------
+    c.objective = o = ml_collections.ConfigDict()
+    o.name = "edm"  # edm (teacher DSM) | cd | ct | ict
+    o.p_mean = -1.2  # EDM: ln sigma ~ N(p_mean, p_std^2); iCT: lognormal index weights
+    o.p_std = 1.2
+    o.distance = "l2"  # l2 | l1 | pseudo_huber (metric d in the CD/CT loss)
+    o.huber_c = 0.0  # pseudo-Huber c; 0 = 0.00054 * sqrt(dim) (iCT)
+    o.weighting = "uniform"  # uniform | ict (1 / (sigma_{n+1} - sigma_n))
+    o.num_scales = 18  # CD: N, grid size
+    o.solver = "heun"  # CD: teacher ODE step (euler | heun)
+    o.target_ema = 0.0  # CD: mu, target network EMA rate (0: target = sg(online))
+    o.teacher_workdir = ""  # CD: workdir of the trained teacher run (required for cd)
+    o.init_from_teacher = True  # CD: start the student (and its EMA) from the teacher
+    o.s0 = 2  # CT/iCT curriculum: initial number of steps (s0)
+    o.s1 = 150  # CT/iCT curriculum: final number of steps (s1)
+    o.mu0 = 0.9  # CT: initial target EMA rate
+
+    # --- optimizer ---------------------------------------------------------------------
+    c.optim = p = ml_collections.ConfigDict()
+    p.name = "adam"  # adam | radam
+    p.lr = 1e-3
+    p.b1 = 0.9
+    p.b2 = 0.999
+    p.eps = 1e-8
+    p.weight_decay = 0.0
+    p.warmup_steps = 0  # linear lr warmup from 0 over this many steps
+    p.grad_clip = 0.0  # global-norm clipping; 0 disables
+
+    # --- training loop ---------------------------------------------------------------
+    c.train = t = ml_collections.ConfigDict()
+    t.num_steps = 2000
+    t.ema_rate = 0.999  # sampling EMA of the online parameters (separate from the target)
+    t.log_every = 100
+    t.ckpt_every = 1000
+    t.sample_every = 0  # 0: samples only at the end
+    t.nan_policy = "stop"  # stop: a non-finite loss stops the run naming the step
+
+    # --- sampling ----------------------------------------------------------------------
+    c.sample = s = ml_collections.ConfigDict()
+    s.num_samples = 2000
+    s.batch_size = 1000
+    s.multistep_sigmas = (0.821,)  # intermediate sigmas after sigma_max for multistep sampling
+    s.teacher_steps = 18  # teacher ODE: Karras grid size (18 -> 35 evaluations with Heun)
+    s.teacher_solver = "heun"
+    return c

@@ -1,0 +1,46 @@
+"""Layers shared by every network: noise-level embeddings."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class PositionalEmbedding(nn.Module):
+    """Sinusoidal embedding of c_noise (EDM networks.py `PositionalEmbedding`, DDPM++)."""
+
+    num_channels: int
+    max_positions: int = 10000
+    endpoint: bool = True
+
+    @nn.compact
+    def __call__(self, c_noise: jax.Array) -> jax.Array:
+        half = self.num_channels // 2
+        freqs = jnp.arange(half, dtype=jnp.float32) / (half - (1 if self.endpoint else 0))
+        freqs = (1.0 / self.max_positions) ** freqs
+        angles = c_noise.astype(jnp.float32)[:, None] * freqs[None, :]
+        return jnp.concatenate([jnp.cos(angles), jnp.sin(angles)], axis=-1)
+
+
+class FourierEmbedding(nn.Module):
+    """Random Fourier features of c_noise (EDM `FourierEmbedding`, NCSN++); frequencies are fixed."""
+
+    num_channels: int
+    scale: float = 16.0
+
+    @nn.compact
+    def __call__(self, c_noise: jax.Array) -> jax.Array:
+        freqs = self.param(
+            "freqs", nn.initializers.normal(stddev=self.scale), (self.num_channels // 2,)
+        )
+        freqs = jax.lax.stop_gradient(freqs)  # a buffer in EDM: never trained
+        angles = 2 * jnp.pi * c_noise.astype(jnp.float32)[:, None] * freqs[None, :]
+        return jnp.concatenate([jnp.cos(angles), jnp.sin(angles)], axis=-1)
+
+
+def noise_embedding(kind: str, num_channels: int, fourier_scale: float) -> nn.Module:
+    """The embedding named by a config: 'positional' or 'fourier'."""
+    if kind == "positional":
+        return PositionalEmbedding(num_channels)
+    if kind == "fourier":
+        return FourierEmbedding(num_channels, scale=fourier_scale)
+    raise ValueError(f"Unknown embedding_type {kind!r}; use 'positional' or 'fourier'.")

@@ -1,0 +1,42 @@
+"""A residual MLP for vector data, with the same interface as the U-Net."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from consistency_jax.networks.layers import noise_embedding
+
+
+class MLP(nn.Module):
+    """F(x, c_noise) for flat vector data: x [B, D] -> [B, D].
+
+    Interface shared by every network: `__call__(x, c_noise, labels=None, *, train=False)`,
+    x already scaled by c_in, c_noise of shape [B]; dropout draws from the 'dropout' rng.
+    Labels (int [B]) index a class embedding of `num_classes + 1` rows, the last one the null label.
+    """
+
+    hidden: int = 256
+    depth: int = 4
+    emb_dim: int = 128
+    dropout: float = 0.0
+    embedding_type: str = "positional"
+    fourier_scale: float = 16.0
+    num_classes: int = 0
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None, *, train: bool = False
+    ) -> jax.Array:
+        emb = noise_embedding(self.embedding_type, self.emb_dim, self.fourier_scale)(c_noise)
+        if self.num_classes:
+            if labels is None:
+                labels = jnp.full(x.shape[:1], self.num_classes, jnp.int32)
+            emb = emb + nn.Embed(self.num_classes + 1, self.emb_dim)(labels)
+        emb = nn.silu(nn.Dense(self.emb_dim)(nn.silu(nn.Dense(self.emb_dim)(emb))))
+        h = nn.Dense(self.hidden)(x) + nn.Dense(self.hidden)(emb)
+        for _ in range(self.depth):
+            r = nn.silu(nn.LayerNorm()(h))
+            r = nn.Dense(self.hidden)(r) + nn.Dense(self.hidden)(emb)
+            r = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(r))
+            h = h + nn.Dense(self.hidden)(r)
+        return nn.Dense(x.shape[-1])(nn.silu(nn.LayerNorm()(h)))
