@@ -1,0 +1,180 @@
+"""Image data sets: scikit-learn's embedded digits, and TFDS data sets read as array_record.
+
+Both yield records {"image": uint8 [H, W, C], "label": int}; one preprocessor turns them into
+{"x": float32 [H, W, C] in [-1, 1], "label": int32}.
+"""
+
+import contextlib
+import importlib.util
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+from PIL import Image
+
+from consistency_jax.data.pipeline import ArraySource, DataInfo, Example
+
+DIGITS = "digits"
+_DIGITS_INFO = DataInfo(shape=(8, 8, 1), num_classes=10, num_examples=1797)
+_TFDS_READ_THREADS = 8  # threads decoding TFDS records (PIL releases the GIL while decoding)
+_NETWORK_TIMEOUT_S = 60  # a stalled connection while preparing fails instead of hanging
+
+
+class DatasetUnavailableError(RuntimeError):
+    """The data set cannot be read here; the message names the data set, the directory and the fix."""
+
+
+# --- preprocessing ------------------------------------------------------------------------------
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [H, W, C] -> [size, size, C]: central square crop, then PIL bicubic (antialiased)."""
+    h, w, c = image.shape
+    if (h, w) == (size, size):
+        return image
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = image[top : top + side, left : left + side]
+    pil = Image.fromarray(square[..., 0] if c == 1 else square)
+    out = np.asarray(pil.resize((size, size), Image.Resampling.BICUBIC))
+    return out.reshape(size, size, c)
+
+
+def to_unit_range(image: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return image.astype(np.float32) / 127.5 - 1.0
+
+
+def preprocessor(image_size: int, labelled: bool) -> Callable[[dict[str, Any]], Example]:
+    """The per-record map: optional resize to `image_size` (0 keeps the size), scale, label."""
+
+    def preprocess(record: dict[str, Any]) -> Example:
+        image = resize(record["image"], image_size) if image_size else record["image"]
+        example = {"x": to_unit_range(image)}
+        if labelled:
+            example["label"] = np.int32(record["label"])
+        return example
+
+    return preprocess
+
+
+def random_flip(example: Example, rng: np.random.Generator) -> Example:
+    """Mirror the image left-right with probability 1/2."""
+    if rng.random() < 0.5:
+        return {**example, "x": example["x"][:, ::-1]}
+    return example
+
+
+# --- digits ---------------------------------------------------------------------------------------
+
+
+def digits_info(image_size: int) -> DataInfo:
+    """DataInfo of scikit-learn's digits (1797 8x8 grayscale images, 10 classes)."""
+    if not image_size:
+        return _DIGITS_INFO
+    return DataInfo((image_size, image_size, 1), _DIGITS_INFO.num_classes, _DIGITS_INFO.num_examples)
+
+
+def digits_source() -> ArraySource:
+    """The digits as records {"image": uint8 [8, 8, 1] in 0..255, "label": int}."""
+    from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+
+    digits = load_digits()
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
+    return ArraySource({"image": images, "label": digits.target})
+
+
+# --- TFDS -----------------------------------------------------------------------------------------
+
+
+def _unavailable(name: str, data_dir: str, cause: str) -> DatasetUnavailableError:
+    return DatasetUnavailableError(
+        f"TFDS data set {name!r} is not prepared in {data_dir} and cannot be prepared here: "
+        f"{cause}.\nFix: `pip install tensorflow-cpu`, then run once on a machine with network "
+        f"access (it downloads and converts the data to array_record in that directory); or copy "
+        f"an already prepared {name} directory (array_record files) to {data_dir}, or point "
+        f"--config.data.tfds_data_dir at the directory that holds it."
+    )
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _prepare(builder: tfds.core.DatasetBuilder) -> None:
+    """Download and convert a TFDS data set to array_record (needs TensorFlow and network)."""
+    name, data_dir = builder.name, str(builder.data_dir)
+    if importlib.util.find_spec("tensorflow") is None:
+        raise _unavailable(name, data_dir, "TensorFlow (needed only for this one-time step) is not installed")
+    logging.info(
+        "Preparing TFDS data set %s in %s: downloading it and converting it to array_record "
+        "(runs once; needs network access).", name, data_dir
+    )
+    try:
+        with _socket_timeout(_NETWORK_TIMEOUT_S):
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+            )
+    except Exception as e:  # noqa: BLE001 - any failure here means the same fix
+        raise _unavailable(name, data_dir, f"preparing failed ({type(e).__name__}: {e})") from e
+
+
+def _tfds_source(name: str, split: str, data_dir: str) -> Any:
+    """The random-access source of a TFDS split, preparing the data set the first time."""
+    try:
+        builder = tfds.builder(name, data_dir=data_dir or None, file_format="array_record")
+    except tfds.core.DatasetNotFoundError:
+        raise DatasetUnavailableError(
+            f"Unknown data set {name!r}: not a toy set, not {DIGITS!r}, and not a TFDS data set "
+            f"(see tfds.list_builders()); fix --config.data.name."
+        ) from None
+    if not builder.is_prepared():
+        _prepare(builder)
+    return tfds.data_source(
+        name,
+        split=split,
+        data_dir=data_dir or None,
+        download=False,
+        builder_kwargs=dict(file_format="array_record"),
+    )
+
+
+def tfds_info(name: str, split: str, data_dir: str, image_size: int) -> DataInfo:
+    """DataInfo of a TFDS image data set (features "image" and, if labelled, "label")."""
+    source = _tfds_source(name, split, data_dir)
+    features = source.dataset_info.features
+    if "image" not in features:
+        raise ValueError(f"TFDS data set {name!r} has no 'image' feature; pick an image data set.")
+    h, w, c = features["image"].shape
+    if image_size:
+        h = w = image_size
+    elif h is None or w is None:
+        raise ValueError(f"{name!r} images vary in size; set --config.data.image_size.")
+    label = features["label"] if "label" in features else None
+    num_classes = label.num_classes if isinstance(label, tfds.features.ClassLabel) else 0
+    return DataInfo(shape=(h, w, c), num_classes=num_classes, num_examples=len(source))
+
+
+# --- dispatch -------------------------------------------------------------------------------------
+
+
+def image_source(cfg: ml_collections.ConfigDict) -> Any:
+    """Random-access records {"image", "label"} of the image data set `cfg.name`."""
+    if cfg.name == DIGITS:
+        return digits_source()
+    return _tfds_source(cfg.name, cfg.split, cfg.tfds_data_dir)
+
+
+def num_threads(name: str) -> int:
+    """Reader threads: none for in-memory digits, several for decoding TFDS records."""
+    return 0 if name == DIGITS else _TFDS_READ_THREADS
