@@ -19,7 +19,8 @@ __all__ = ["DataInfo", "DatasetUnavailableError", "build_dataset", "data_info"]
 def data_info(cfg: ml_collections.ConfigDict) -> DataInfo:
     """Shape, class count and size of the data set `cfg.name` (`cfg` is `config.data`).
 
-    Reads metadata only; raises DatasetUnavailableError (naming the fix) when the data are missing.
+    Reads no examples (a TFDS data set is prepared the first time); raises
+    DatasetUnavailableError, naming the fix, when the data cannot be had.
     """
     if cfg.name in toy.TOY_DATASETS:
         info = DataInfo(shape=(2,), num_classes=0, num_examples=cfg.num_points)
@@ -45,7 +46,7 @@ def build_dataset(
     batch_size = local_batch_size(cfg.batch_size, process_count)
     if cfg.name in toy.TOY_DATASETS:
         source = ArraySource({"x": toy.toy_points(cfg.name, cfg.num_points, seed)})
-        preprocess, augment, num_threads = dict, None, 0
+        preprocess, augment, num_threads = None, None, 1
     else:
         source, num_threads = images.image_source(cfg), images.num_threads(cfg.name)
         preprocess = images.preprocessor(cfg.image_size, labelled=info.num_classes > 0)

@@ -5,9 +5,12 @@ Both yield records {"image": uint8 [H, W, C], "label": int}; one preprocessor tu
 """
 
 import contextlib
+import dataclasses
 import importlib.util
 import socket
-from collections.abc import Callable, Iterator
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import ml_collections
@@ -16,16 +19,18 @@ import tensorflow_datasets as tfds
 from absl import logging
 from PIL import Image
 
+from consistency_jax.data import toy
 from consistency_jax.data.pipeline import ArraySource, DataInfo, Example
 
 DIGITS = "digits"
 _DIGITS_INFO = DataInfo(shape=(8, 8, 1), num_classes=10, num_examples=1797)
 _TFDS_READ_THREADS = 8  # threads decoding TFDS records (PIL releases the GIL while decoding)
+_PROBE_TIMEOUT_S = 10  # connecting to a download host before preparing
 _NETWORK_TIMEOUT_S = 60  # a stalled connection while preparing fails instead of hanging
 
 
 class DatasetUnavailableError(RuntimeError):
-    """The data set cannot be read here; the message names the data set, the directory and the fix."""
+    """The data set cannot be read here; the message names the data set, its directory, the fix."""
 
 
 # --- preprocessing ------------------------------------------------------------------------------
@@ -76,15 +81,17 @@ def digits_info(image_size: int) -> DataInfo:
     """DataInfo of scikit-learn's digits (1797 8x8 grayscale images, 10 classes)."""
     if not image_size:
         return _DIGITS_INFO
-    return DataInfo((image_size, image_size, 1), _DIGITS_INFO.num_classes, _DIGITS_INFO.num_examples)
+    return dataclasses.replace(_DIGITS_INFO, shape=(image_size, image_size, 1))
 
 
-def digits_source() -> ArraySource:
-    """The digits as records {"image": uint8 [8, 8, 1] in 0..255, "label": int}."""
+def digits_source(image_size: int) -> ArraySource:
+    """The digits as records {"image": uint8 [S, S, 1] in 0..255, "label": int}, resized once."""
     from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
 
     digits = load_digits()
     images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
+    if image_size:
+        images = np.stack([resize(image, image_size) for image in images])
     return ArraySource({"image": images, "label": digits.target})
 
 
@@ -94,11 +101,15 @@ def digits_source() -> ArraySource:
 def _unavailable(name: str, data_dir: str, cause: str) -> DatasetUnavailableError:
     return DatasetUnavailableError(
         f"TFDS data set {name!r} is not prepared in {data_dir} and cannot be prepared here: "
-        f"{cause}.\nFix: `pip install tensorflow-cpu`, then run once on a machine with network "
-        f"access (it downloads and converts the data to array_record in that directory); or copy "
-        f"an already prepared {name} directory (array_record files) to {data_dir}, or point "
-        f"--config.data.tfds_data_dir at the directory that holds it."
+        f"{cause}.\nFix: `pip install tensorflow-cpu` and run once with network access (this "
+        f"prepares {data_dir} automatically); or copy a prepared {name} (its array_record files "
+        f"and dataset_info.json) to {data_dir}; or set --config.data.tfds_data_dir to a directory "
+        f"that already holds it."
     )
+
+
+def _tensorflow_installed() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 @contextlib.contextmanager
@@ -111,15 +122,33 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
+def _check_reachable(name: str, data_dir: str, urls: Iterable[str]) -> None:
+    """Fail in seconds, not after tfds's minutes of retries, when a download host is unreachable."""
+    if urllib.request.getproxies():
+        return  # behind a proxy, a direct connection proves nothing
+    for host, port in {_host_port(url) for url in urls}:
+        try:
+            with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S):
+                pass
+        except OSError as e:
+            raise _unavailable(name, data_dir, f"cannot reach {host}:{port} ({e})") from e
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
 def _prepare(builder: tfds.core.DatasetBuilder) -> None:
     """Download and convert a TFDS data set to array_record (needs TensorFlow and network)."""
     name, data_dir = builder.name, str(builder.data_dir)
-    if importlib.util.find_spec("tensorflow") is None:
-        raise _unavailable(name, data_dir, "TensorFlow (needed only for this one-time step) is not installed")
+    if not _tensorflow_installed():
+        raise _unavailable(name, data_dir, "TensorFlow, needed once to prepare it, is missing")
     logging.info(
         "Preparing TFDS data set %s in %s: downloading it and converting it to array_record "
         "(runs once; needs network access).", name, data_dir
     )
+    _check_reachable(name, data_dir, builder.url_infos or ())
     try:
         with _socket_timeout(_NETWORK_TIMEOUT_S):
             builder.download_and_prepare(
@@ -135,8 +164,8 @@ def _tfds_source(name: str, split: str, data_dir: str) -> Any:
         builder = tfds.builder(name, data_dir=data_dir or None, file_format="array_record")
     except tfds.core.DatasetNotFoundError:
         raise DatasetUnavailableError(
-            f"Unknown data set {name!r}: not a toy set, not {DIGITS!r}, and not a TFDS data set "
-            f"(see tfds.list_builders()); fix --config.data.name."
+            f"Unknown data set {name!r}: not a toy set {sorted(toy.TOY_DATASETS)}, not {DIGITS!r}, "
+            f"and not a TFDS data set (see tfds.list_builders()); fix --config.data.name."
         ) from None
     if not builder.is_prepared():
         _prepare(builder)
@@ -171,10 +200,10 @@ def tfds_info(name: str, split: str, data_dir: str, image_size: int) -> DataInfo
 def image_source(cfg: ml_collections.ConfigDict) -> Any:
     """Random-access records {"image", "label"} of the image data set `cfg.name`."""
     if cfg.name == DIGITS:
-        return digits_source()
+        return digits_source(cfg.image_size)
     return _tfds_source(cfg.name, cfg.split, cfg.tfds_data_dir)
 
 
 def num_threads(name: str) -> int:
-    """Reader threads: none for in-memory digits, several for decoding TFDS records."""
-    return 0 if name == DIGITS else _TFDS_READ_THREADS
+    """Reader threads: one for in-memory digits, several for decoding TFDS records."""
+    return 1 if name == DIGITS else _TFDS_READ_THREADS

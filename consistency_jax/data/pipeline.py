@@ -54,7 +54,7 @@ def local_batch_size(global_batch_size: int, process_count: int) -> int:
 def make_pipeline(
     source: Any,
     *,
-    preprocess: Callable[[Any], Example],
+    preprocess: Callable[[Any], Example] | None,
     augment: Callable[[Example, np.random.Generator], Example] | None,
     seed: int,
     batch_size: int,
@@ -66,9 +66,11 @@ def make_pipeline(
 
     `seed` must be the same on every process: all processes shuffle identically and take the
     disjoint strided shard `[process_index::process_count]` of the shuffled, repeated stream, so
-    each step's global batch holds distinct examples. Each epoch is reshuffled and re-augmented;
-    `augment` gets a generator seeded by `seed` and the example's position.
-    `num_threads`: reader threads (0 for in-memory sources, which only contend for the GIL).
+    each step's global batch holds distinct examples. `preprocess` maps each record (None: keep
+    it); `augment` also gets a generator seeded by `seed`, the example's position and the epoch,
+    so each epoch is reshuffled and re-augmented, reproducibly.
+    `num_threads` threads prepare batches ahead (one suffices for in-memory sources: it overlaps
+    with the train step, which releases the GIL; more would only contend for it).
     """
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index={process_index} must be in [0, {process_count}).")
@@ -77,7 +79,9 @@ def make_pipeline(
             f"The data set has {len(source)} examples, fewer than one global batch "
             f"({batch_size * process_count}); lower data.batch_size."
         )
-    ds = grain.MapDataset.source(source).seed(seed).shuffle().map(preprocess)
+    ds = grain.MapDataset.source(source).seed(seed).shuffle()
+    if preprocess is not None:
+        ds = ds.map(preprocess)
     if augment is not None:
         ds = ds.random_map(augment)
     ds = ds.repeat()[process_index::process_count].batch(batch_size, drop_remainder=True)
