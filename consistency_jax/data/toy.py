@@ -2,6 +2,8 @@
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -18,6 +20,19 @@ class GaussianMixture:
         return (self.means[k] + self.std * rng.standard_normal((n, self.means.shape[1]))).astype(
             np.float32
         )
+
+    def denoise(self, x: jax.Array, sigma: jax.Array) -> jax.Array:
+        """The exact denoiser E[x0 | x0 + sigma n = x] of this mixture (Bayes' rule per component)."""
+        sigma = jnp.asarray(sigma, x.dtype)
+        sigma = sigma if sigma.ndim == 0 else sigma.reshape(-1, 1)
+        var = self.std**2 + sigma**2  # marginal per-coordinate variance of each component
+        means = jnp.asarray(self.means, x.dtype)
+        sq = jnp.sum((x[:, None, :] - means[None]) ** 2, axis=-1)  # [B, K]
+        var_k = var if jnp.ndim(var) == 0 else var.reshape(-1, 1)
+        logits = jnp.log(jnp.asarray(self.weights, x.dtype)) - 0.5 * sq / var_k
+        resp = jax.nn.softmax(logits, axis=-1)
+        posterior_means = means[None] + (self.std**2 / var_k)[..., None] * (x[:, None, :] - means[None])
+        return jnp.einsum("bk,bkd->bd", resp, posterior_means)
 
 
 def gmm2d() -> GaussianMixture:

@@ -1,0 +1,63 @@
+"""Samplers: one-step and multistep consistency sampling, and the teacher's PF-ODE sampler."""
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from consistency_jax import ode
+from consistency_jax.schedules import karras_sigmas
+
+ConsistencyFn = Callable[[jax.Array, jax.Array], jax.Array]  # f(x, t) -> x0_hat
+
+
+def check_multistep_sigmas(sigmas: Sequence[float], sigma_min: float, sigma_max: float) -> None:
+    """Multistep sigmas must start at sigma_max, decrease strictly and stay above sigma_min."""
+    s = [float(v) for v in sigmas]
+    if not s:
+        raise ValueError("Multistep sampling needs at least one sigma (sigma_max).")
+    if any(b >= a for a, b in zip(s, s[1:])):
+        raise ValueError(f"Multistep sigmas must be strictly decreasing, got {s}.")
+    if s[-1] < sigma_min or s[0] > sigma_max:
+        raise ValueError(f"Multistep sigmas must lie in [sigma_min={sigma_min}, sigma_max={sigma_max}], got {s}.")
+
+
+def multistep_sample(
+    f: ConsistencyFn,
+    key: jax.Array,
+    shape: tuple[int, ...],
+    sigmas: Sequence[float],
+    sigma_min: float,
+    clip: bool = False,
+) -> jax.Array:
+    """CM Alg. 1: x0 = f(sigma_0 z, sigma_0); then x = x0 + sqrt(tau^2 - eps^2) z, x0 = f(x, tau).
+
+    `sigmas` is a decreasing list starting at sigma_max; one entry is one-step sampling.
+    """
+    keys = jax.random.split(key, len(sigmas))
+    x = sigmas[0] * jax.random.normal(keys[0], shape)
+    x0 = f(x, jnp.float32(sigmas[0]))
+    for tau, k in zip(sigmas[1:], keys[1:]):
+        x0 = jnp.clip(x0, -1, 1) if clip else x0
+        x = x0 + jnp.sqrt(tau**2 - sigma_min**2) * jax.random.normal(k, shape)
+        x0 = f(x, jnp.float32(tau))
+    return jnp.clip(x0, -1, 1) if clip else x0
+
+
+def teacher_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float) -> jax.Array:
+    """The Karras grid of `num_steps` sigmas followed by 0 (EDM Alg. 1: 2 num_steps - 1 evaluations)."""
+    return jnp.append(karras_sigmas(num_steps, sigma_min, sigma_max, rho), 0.0)
+
+
+def teacher_sample(
+    denoise: ode.Denoiser,
+    key: jax.Array,
+    shape: tuple[int, ...],
+    sigmas: jax.Array,
+    solver: str = "heun",
+    clip: bool = False,
+) -> jax.Array:
+    """Integrate the teacher's PF-ODE from sigmas[0] z to sigmas[-1] (EDM Alg. 1)."""
+    x = sigmas[0] * jax.random.normal(key, shape)
+    x = ode.integrate(denoise, x, sigmas, solver)
+    return jnp.clip(x, -1, 1) if clip else x

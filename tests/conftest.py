@@ -1,0 +1,5 @@
+"""Shared fixtures: run everything on CPU in float32."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
