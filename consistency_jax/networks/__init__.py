@@ -6,6 +6,7 @@ import flax.linen as nn
 import ml_collections
 
 from consistency_jax.networks.mlp import MLP
+from consistency_jax.networks.unet import SongUNet
 
 
 def _embedding_type(cfg: ml_collections.ConfigDict, default: str) -> str:
@@ -24,7 +25,42 @@ def _mlp(cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
     )
 
 
-NETWORKS: dict[str, Callable[[ml_collections.ConfigDict, int], nn.Module]] = {"mlp": _mlp}
+def _song_unet(cfg: ml_collections.ConfigDict, num_classes: int, **arch) -> nn.Module:
+    u = cfg.unet
+    return SongUNet(
+        model_channels=u.model_channels,
+        channel_mult=tuple(u.channel_mult),
+        channel_mult_emb=u.channel_mult_emb,
+        num_blocks=u.num_blocks,
+        attn_resolutions=tuple(u.attn_resolutions),
+        dropout=cfg.dropout,
+        fourier_scale=cfg.fourier_scale,
+        num_classes=num_classes,
+        **arch,
+    )
+
+
+def _ddpmpp(cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+    """DDPM++ (EDM `--arch=ddpmpp`)."""
+    return _song_unet(
+        cfg, num_classes, embedding_type=_embedding_type(cfg, "positional"), channel_mult_noise=1,
+        resample_filter=(1, 1), encoder_type="standard", decoder_type="standard",
+    )
+
+
+def _ncsnpp(cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+    """NCSN++ (EDM `--arch=ncsnpp`)."""
+    return _song_unet(
+        cfg, num_classes, embedding_type=_embedding_type(cfg, "fourier"), channel_mult_noise=2,
+        resample_filter=(1, 3, 3, 1), encoder_type="residual", decoder_type="standard",
+    )
+
+
+NETWORKS: dict[str, Callable[[ml_collections.ConfigDict, int], nn.Module]] = {
+    "mlp": _mlp,
+    "ddpmpp": _ddpmpp,
+    "ncsnpp": _ncsnpp,
+}
 
 
 def build_network(cfg: ml_collections.ConfigDict, num_classes: int = 0) -> nn.Module:

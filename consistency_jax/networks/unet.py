@@ -1,0 +1,248 @@
+"""EDM's `SongUNet` (NVlabs/edm training/networks.py) in Flax, NHWC: DDPM++ and NCSN++."""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from consistency_jax.networks.layers import noise_embedding
+
+_SKIP_SCALE = float(np.sqrt(0.5))  # EDM SongUNet block_kwargs skip_scale
+
+
+def _xavier(init_weight: float = 1.0) -> nn.initializers.Initializer:
+    """xavier_uniform times `init_weight` (EDM `weight_init` mode 'xavier_uniform')."""
+    return nn.initializers.variance_scaling(init_weight**2, "fan_avg", "uniform")
+
+
+def _label_init(num_classes: int) -> nn.initializers.Initializer:
+    """EDM's `map_label` Linear as embedding rows: sqrt(L)·W[:, i]; the null row is its bias, 0."""
+
+    def init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+        bound = np.sqrt(6 / (num_classes + shape[1])) * np.sqrt(num_classes)
+        rows = jax.random.uniform(key, (num_classes, shape[1]), dtype, -bound, bound)
+        return jnp.concatenate([rows, jnp.zeros((1, shape[1]), dtype)])
+
+    return init
+
+
+def _resample_kernel(taps: Sequence[float], channels: int, gain: float) -> jax.Array:
+    """Depthwise 2-D filter outer(f, f) / sum(f)^2 (EDM `Conv2d.resample_filter`), HWIO."""
+    f = np.asarray(taps, np.float32)
+    f2 = np.outer(f, f) / f.sum() ** 2 * gain
+    return jnp.asarray(np.tile(f2[:, :, None, None], (1, 1, 1, channels)))
+
+
+def _conv(x: jax.Array, w: jax.Array, pad: int, stride: int = 1, groups: int = 1) -> jax.Array:
+    return jax.lax.conv_general_dilated(
+        x, w, (stride, stride), [(pad, pad)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups,
+    )
+
+
+def downsample(x: jax.Array, taps: Sequence[float]) -> jax.Array:
+    """Filter and stride 2 (EDM `Conv2d` down: depthwise conv, padding (len(f) - 1) // 2)."""
+    return _conv(x, _resample_kernel(taps, x.shape[-1], 1.0), (len(taps) - 1) // 2, 2, x.shape[-1])
+
+
+def upsample(x: jax.Array, taps: Sequence[float]) -> jax.Array:
+    """Zero-insert and filter (EDM `Conv2d` up: conv_transpose2d with f·4, stride 2)."""
+    k, pad = len(taps), (len(taps) - 1) // 2
+    c = x.shape[-1]
+    # A transposed conv is an input-dilated conv with the flipped filter (this one is symmetric).
+    return jax.lax.conv_general_dilated(
+        x, _resample_kernel(taps, c, 4.0), (1, 1), [(k - 1 - pad, k - 1 - pad)] * 2,
+        lhs_dilation=(2, 2), dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c,
+    )
+
+
+class Conv2d(nn.Module):
+    """EDM `Conv2d`: a k×k conv with optional up/down resampling by a FIR filter."""
+
+    features: int
+    kernel: int
+    up: bool = False
+    down: bool = False
+    fused: bool = False  # EDM fused_resample (down only): conv at full resolution, then filter
+    resample_filter: Sequence[float] = (1, 1)
+    init_weight: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (self.kernel, self.kernel, x.shape[-1], self.features)
+        w = self.param("kernel", _xavier(self.init_weight), shape)
+        b = self.param("bias", nn.initializers.zeros, (self.features,))
+        f_pad = (len(self.resample_filter) - 1) // 2
+        if self.fused:  # EDM Conv2d.forward, fused_resample and down
+            x = _conv(x, w, self.kernel // 2 + f_pad)
+            f = _resample_kernel(self.resample_filter, self.features, 1.0)
+            return _conv(x, f, 0, 2, self.features) + b
+        if self.up:
+            x = upsample(x, self.resample_filter)
+        if self.down:
+            x = downsample(x, self.resample_filter)
+        return _conv(x, w, self.kernel // 2) + b
+
+
+def group_norm(channels: int, name: str) -> nn.GroupNorm:
+    """EDM `GroupNorm`: min(32, C // 4) groups, eps 1e-6 as SongUNet passes it."""
+    return nn.GroupNorm(num_groups=min(32, channels // 4), epsilon=1e-6, name=name)
+
+
+class UNetBlock(nn.Module):
+    """EDM `UNetBlock` as SongUNet sets it up: additive embedding, resample_proj, one head."""
+
+    features: int
+    up: bool = False
+    down: bool = False
+    attention: bool = False
+    num_heads: int = 1  # SongUNet block_kwargs num_heads=1
+    dropout: float = 0.0
+    resample_filter: Sequence[float] = (1, 1)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, emb: jax.Array, train: bool) -> jax.Array:
+        c = self.features
+        resample = {"up": self.up, "down": self.down, "resample_filter": self.resample_filter}
+        orig = x
+        x = Conv2d(c, 3, **resample, name="conv0")(nn.silu(group_norm(x.shape[-1], "norm0")(x)))
+        x = x + nn.Dense(c, kernel_init=_xavier(), name="affine")(emb)[:, None, None, :]
+        x = nn.silu(group_norm(c, "norm1")(x))  # EDM adaptive_scale=False
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        x = Conv2d(c, 3, init_weight=1e-5, name="conv1")(x)
+        if c != orig.shape[-1] or self.up or self.down:  # resample_proj=True: always a 1x1 conv
+            orig = Conv2d(c, 1, **resample, name="skip")(orig)
+        x = (x + orig) * _SKIP_SCALE
+        if self.attention:
+            x = (Conv2d(c, 1, init_weight=1e-5, name="proj")(self._attend(x)) + x) * _SKIP_SCALE
+        return x
+
+    def _attend(self, x: jax.Array) -> jax.Array:
+        """Self-attention over pixels; qkv channels laid out as in EDM: (heads, C/heads, 3)."""
+        b, h, w, c = x.shape
+        qkv_conv = Conv2d(3 * c, 1, init_weight=float(np.sqrt(0.2)), name="qkv")
+        qkv = qkv_conv(group_norm(c, "norm2")(x))
+        qkv = qkv.reshape(b, h * w, self.num_heads, c // self.num_heads, 3)
+        a = jax.nn.dot_product_attention(qkv[..., 0], qkv[..., 1], qkv[..., 2])
+        return a.reshape(b, h, w, c)
+
+
+class SongUNet(nn.Module):
+    """EDM `SongUNet`: F(x, c_noise, labels) for NHWC images x [B, H, W, C] -> [B, H, W, C].
+
+    Same interface as `MLP`: x already scaled by c_in, c_noise [B], labels int [B] indexing
+    `num_classes + 1` rows (the last the null label, used when labels is None); dropout draws
+    from the 'dropout' rng when train=True. Resolution and channels come from x.
+    """
+
+    model_channels: int = 128
+    channel_mult: Sequence[int] = (2, 2, 2)
+    channel_mult_emb: int = 4
+    num_blocks: int = 4
+    attn_resolutions: Sequence[int] = (16,)
+    dropout: float = 0.10
+    channel_mult_noise: int = 1
+    embedding_type: str = "positional"
+    fourier_scale: float = 16.0
+    encoder_type: str = "standard"  # 'standard' (DDPM++) | 'residual' (NCSN++)
+    decoder_type: str = "standard"  # 'standard' (both)
+    resample_filter: Sequence[float] = (1, 1)
+    num_classes: int = 0
+
+    def _block(
+        self, x: jax.Array, emb: jax.Array, train: bool, name: str, features: int, **kw
+    ) -> jax.Array:
+        block = UNetBlock(
+            features, dropout=self.dropout, resample_filter=self.resample_filter, name=name, **kw
+        )
+        return block(x, emb, train)
+
+    def _embed(self, c_noise: jax.Array, labels: jax.Array | None) -> jax.Array:
+        """Mapping network: noise embedding (+ class embedding), two SiLU layers (EDM SongUNet)."""
+        noise_channels = self.model_channels * self.channel_mult_noise
+        emb_channels = self.model_channels * self.channel_mult_emb
+        map_noise = noise_embedding(self.embedding_type, noise_channels, self.fourier_scale)
+        emb = map_noise.clone(parent=self, name="map_noise")(c_noise)
+        emb = jnp.concatenate(jnp.split(emb, 2, axis=-1)[::-1], axis=-1)  # EDM: swap sin/cos
+        if self.num_classes:
+            if labels is None:
+                labels = jnp.full(c_noise.shape[:1], self.num_classes, jnp.int32)
+            label_init = _label_init(self.num_classes)
+            map_label = nn.Embed(
+                self.num_classes + 1, noise_channels, embedding_init=label_init, name="map_label"
+            )
+            emb = emb + map_label(labels)
+        emb = nn.silu(nn.Dense(emb_channels, kernel_init=_xavier(), name="map_layer0")(emb))
+        return nn.silu(nn.Dense(emb_channels, kernel_init=_xavier(), name="map_layer1")(emb))
+
+    def _encode(
+        self, x: jax.Array, emb: jax.Array, train: bool
+    ) -> tuple[jax.Array, list[jax.Array]]:
+        """EDM SongUNet encoder; returns the last output and every non-aux output (the skips)."""
+        size, skips, aux = x.shape[1], [], x
+        for level, mult in enumerate(self.channel_mult):
+            res = size >> level
+            tag = f"enc_{res}x{res}"
+            if level == 0:
+                x = Conv2d(self.model_channels, 3, name=f"{tag}_conv")(x)
+            else:
+                x = self._block(x, emb, train, f"{tag}_down", x.shape[-1], down=True)
+                if self.encoder_type == "residual":  # NCSN++ progressive input, combined by sum
+                    aux_residual = Conv2d(
+                        x.shape[-1], 3, down=True, fused=True,
+                        resample_filter=self.resample_filter, name=f"{tag}_aux_residual",
+                    )
+                    x = aux = (x + aux_residual(aux)) / np.sqrt(2)
+            skips.append(x)
+            for idx in range(self.num_blocks):
+                x = self._block(
+                    x, emb, train, f"{tag}_block{idx}", self.model_channels * mult,
+                    attention=res in self.attn_resolutions,
+                )
+                skips.append(x)
+        return x, skips
+
+    def _decode(
+        self, x: jax.Array, skips: list[jax.Array], emb: jax.Array, train: bool, size: int,
+        out_channels: int,
+    ) -> jax.Array:
+        """EDM SongUNet decoder, 'standard': one aux_norm/aux_conv output head at `size`."""
+        for level, mult in reversed(list(enumerate(self.channel_mult))):
+            res = size >> level
+            tag = f"dec_{res}x{res}"
+            if level == len(self.channel_mult) - 1:
+                x = self._block(x, emb, train, f"{tag}_in0", x.shape[-1], attention=True)
+                x = self._block(x, emb, train, f"{tag}_in1", x.shape[-1])
+            else:
+                x = self._block(x, emb, train, f"{tag}_up", x.shape[-1], up=True)
+            for idx in range(self.num_blocks + 1):
+                x = self._block(
+                    jnp.concatenate([x, skips.pop()], axis=-1), emb, train, f"{tag}_block{idx}",
+                    self.model_channels * mult,
+                    attention=idx == self.num_blocks and res in self.attn_resolutions,
+                )
+        x = nn.silu(group_norm(x.shape[-1], f"{tag}_aux_norm")(x))
+        return Conv2d(out_channels, 3, init_weight=1e-5, name=f"{tag}_aux_conv")(x)
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jax.Array,
+        c_noise: jax.Array,
+        labels: jax.Array | None = None,
+        *,
+        train: bool = False,
+    ) -> jax.Array:
+        if self.encoder_type not in ("standard", "residual") or self.decoder_type != "standard":
+            raise ValueError(
+                "SongUNet supports encoder_type 'standard'|'residual' and decoder_type "
+                f"'standard'; got {self.encoder_type!r}, {self.decoder_type!r}."
+            )
+        factor = 2 ** (len(self.channel_mult) - 1)
+        if x.shape[1] % factor or x.shape[2] % factor:
+            raise ValueError(f"Image size {x.shape[1:3]} must be divisible by {factor}.")
+        emb = self._embed(c_noise, labels)
+        h, skips = self._encode(x, emb, train)
+        return self._decode(h, skips, emb, train, x.shape[1], x.shape[-1])
