@@ -18,7 +18,7 @@ from consistency_jax.evaluation.torch_checkpoint import flax_variables, load_tor
 from consistency_jax.evaluation.weights import WeightsFile, fetch_weights
 
 FID_INCEPTION_WEIGHTS = WeightsFile(
-    description="The FID Inception-v3 weights (pytorch-fid)",
+    description="the FID Inception-v3 weights of pytorch-fid",
     filename="pt_inception-2015-12-05-6726825d.pth",
     url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
     "pt_inception-2015-12-05-6726825d.pth",

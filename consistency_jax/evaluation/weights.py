@@ -63,7 +63,9 @@ def fetch_weights(weights: WeightsFile, path: str | os.PathLike | None = None) -
     on first use. Raises `WeightsUnavailableError` saying which file to put where."""
     if path is not None:
         if not Path(path).is_file():
-            raise WeightsUnavailableError(f"{weights.description}: no file at {path}.")
+            raise WeightsUnavailableError(
+                f"No file at {path}, given as {weights.filename} ({weights.description})."
+            )
         return Path(path)
     target = cache_dir() / weights.filename
     if target.is_file():
@@ -72,7 +74,7 @@ def fetch_weights(weights: WeightsFile, path: str | os.PathLike | None = None) -
         _download(weights, target)
     except (OSError, ValueError) as error:
         raise WeightsUnavailableError(
-            f"{weights.description} ({weights.filename}) is not in the cache folder {target.parent} "
+            f"{weights.filename} ({weights.description}) is not in the cache folder {target.parent} "
             f"and could not be downloaded from {weights.url} ({error}). Download that file where "
             f"there is network access and copy it to {target} (or set {CACHE_ENV} to the folder "
             f"that holds it, or pass its path explicitly); its sha256 starts with {weights.sha256}."
