@@ -1,0 +1,107 @@
+"""Validation of a resolved config before any compute, with messages naming the key and the fix."""
+
+import json
+import os
+
+import ml_collections
+
+from consistency_jax import ode
+from consistency_jax.networks import NETWORKS
+from consistency_jax.objectives import DISTANCES, OBJECTIVES, WEIGHTINGS
+from consistency_jax.sampling import check_multistep_sigmas
+from consistency_jax.train_state import OPTIMIZERS
+
+NAN_POLICIES = ("stop", "skip")
+# Sections that must agree between a run and the config it resumes with.
+RESUME_KEYS = ("model", "network", "objective.name", "data.name", "data.image_size")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work, named with its key."""
+
+
+def _choice(key: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"config.{key}={value!r} is not known; choose one of {sorted(choices)}.")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"config.{key} must be > 0, got {value!r}.")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError naming the first key whose value cannot work."""
+    _choice("objective.name", config.objective.name, OBJECTIVES)
+    _choice("network.name", config.network.name, NETWORKS)
+    _choice("objective.distance", config.objective.distance, DISTANCES)
+    _choice("objective.weighting", config.objective.weighting, WEIGHTINGS)
+    _choice("objective.solver", config.objective.solver, ode.STEPS)
+    _choice("sample.teacher_solver", config.sample.teacher_solver, ode.STEPS)
+    _choice("optim.name", config.optim.name, OPTIMIZERS)
+    _choice("train.nan_policy", config.train.nan_policy, NAN_POLICIES)
+    for key in ("data.batch_size", "train.num_steps", "optim.lr", "model.sigma_data",
+                "model.sigma_min", "sample.num_samples", "sample.batch_size"):
+        section, name = key.split(".")
+        _positive(key, config[section][name])
+    m = config.model
+    if not m.sigma_min < m.sigma_max:
+        raise ConfigError(f"config.model.sigma_min={m.sigma_min} must be < sigma_max={m.sigma_max}.")
+    if config.objective.name == "cd":
+        if config.objective.num_scales < 2:
+            raise ConfigError("config.objective.num_scales (N) must be >= 2 for CD.")
+        if not config.objective.teacher_workdir:
+            raise ConfigError(
+                "CD needs a trained teacher: set config.objective.teacher_workdir to the workdir of "
+                "an EDM run (e.g. --config.objective.teacher_workdir=runs/edm)."
+            )
+    if config.objective.name in ("ct", "ict") and not 1 <= config.objective.s0 <= config.objective.s1:
+        raise ConfigError("config.objective.s0 and s1 must satisfy 1 <= s0 <= s1.")
+    try:
+        check_multistep_sigmas((m.sigma_max, *config.sample.multistep_sigmas), m.sigma_min, m.sigma_max)
+    except ValueError as e:
+        raise ConfigError(f"config.sample.multistep_sigmas: {e}") from None
+    if not 0 <= config.train.ema_rate < 1:
+        raise ConfigError(f"config.train.ema_rate must be in [0, 1), got {config.train.ema_rate}.")
+
+
+def _lookup(config: ml_collections.ConfigDict, dotted: str):
+    value = config
+    for part in dotted.split("."):
+        value = value[part]
+    return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+
+
+def _normalise(value):
+    """JSON round trip, so tuples and lists compare equal."""
+    return json.loads(json.dumps(value))
+
+
+def check_resumable(config: ml_collections.ConfigDict, saved_path: str) -> None:
+    """Refuse to resume a run whose saved config differs where it matters (RESUME_KEYS)."""
+    with open(saved_path) as f:
+        saved = ml_collections.ConfigDict(json.load(f))
+    for key in RESUME_KEYS:
+        old, new = _normalise(_lookup(saved, key)), _normalise(_lookup(config, key))
+        if old != new:
+            raise ConfigError(
+                f"The workdir {os.path.dirname(saved_path)} holds a run with a different "
+                f"config.{key} ({old} there, {new} now): it cannot resume. Use a new --workdir, "
+                "or the config that run was started with."
+            )
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+    """A config saved as JSON by a run, with lists turned back into tuples."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+
+    def tuples(value):
+        if isinstance(value, list):
+            return tuple(tuples(v) for v in value)
+        if isinstance(value, dict):
+            return {k: tuples(v) for k, v in value.items()}
+        return value
+
+    with open(path) as f:
+        return ml_collections.ConfigDict(tuples(json.load(f)))
