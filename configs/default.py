@@ -50,7 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
     o.name = "edm"  # edm (teacher DSM) | cd | ct | ict
     o.p_mean = -1.2  # EDM: ln sigma ~ N(p_mean, p_std^2); iCT: lognormal index weights
     o.p_std = 1.2
-    o.distance = "l2"  # l2 | l1 | pseudo_huber (metric d in the CD/CT loss)
+    o.distance = "l2"  # l2 | l1 | pseudo_huber | lpips (metric d in the CD/CT loss)
     o.huber_c = 0.0  # pseudo-Huber c; 0 = 0.00054 * sqrt(dim) (iCT)
     o.weighting = "uniform"  # uniform | ict (1 / (sigma_{n+1} - sigma_n))
     o.num_scales = 18  # CD: N, grid size
@@ -89,4 +89,12 @@ def get_config() -> ml_collections.ConfigDict:
     s.multistep_sigmas = (0.821,)  # intermediate sigmas after sigma_max for multistep sampling
     s.teacher_steps = 18  # teacher ODE: Karras grid size (18 -> 35 evaluations with Heun)
     s.teacher_solver = "heun"
+
+    # --- evaluation (--mode=eval) ----------------------------------------------------------
+    c.eval = e = ml_collections.ConfigDict()
+    e.num_samples = 50_000  # samples per sampler (the papers' FID protocol)
+    e.batch_size = 500  # global sampling batch
+    e.shard_size = 5_000  # samples per shard file: an interrupted eval resumes at a shard
+    e.feature_net = "auto"  # auto (inception for RGB images, digits for digits) | inception | digits
+    e.reference_stats = ""  # .npz with mu, sigma; '' computes them from the training split once
     return c

@@ -51,7 +51,15 @@ DISTANCES: dict[str, Callable[[ml_collections.ConfigDict, int], Distance]] = {
     "pseudo_huber": lambda cfg, dim: functools.partial(
         pseudo_huber_distance, c=cfg.huber_c or ict_huber_c(dim)
     ),
+    "lpips": lambda cfg, dim: _lpips(),
 }
+
+
+def _lpips() -> Distance:
+    """LPIPS-VGG after a bilinear resize to 224 (CM paper Sec. 5; images only)."""
+    from consistency_jax.evaluation import load_lpips  # loads weights: only when asked for
+
+    return load_lpips()
 
 
 def make_distance(cfg: ml_collections.ConfigDict, dim: int) -> Distance:

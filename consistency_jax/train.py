@@ -175,11 +175,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     teacher = None
     if config.objective.name == "cd":
         teacher = load_teacher(config, info)
-    write_config(config, workdir)
-
     dim = int(np.prod(info.shape))
     model = build_network(config.network, _num_classes(config, info))
     objective = make_objective(config, model, teacher.model if teacher else None, dim)
+    write_config(config, workdir)  # only once every input has been checked
     optimizer = make_optimizer(config.optim)
     key = jax.random.key(config.seed)
     manager = checkpoint.make_manager(workdir)

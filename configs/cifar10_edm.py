@@ -1,0 +1,27 @@
+"""EDM teacher on CIFAR-10: NCSN++ (56.4M), the CM paper's teacher settings (REFERENCE.md sec. 1)."""
+
+from configs import default
+
+
+def get_config():
+    c = default.get_config()
+    c.data.name = "cifar10"
+    c.data.batch_size = 512
+    c.data.random_flip = True
+    c.network.name = "ncsnpp"
+    c.network.dropout = 0.13
+    c.objective.name = "edm"
+    c.objective.p_mean = -1.2
+    c.objective.p_std = 1.2
+    c.optim.name = "adam"
+    c.optim.lr = 1e-3
+    c.optim.warmup_steps = 19_531  # 10 Mimg at batch 512
+    c.train.num_steps = 400_000
+    c.train.ema_rate = 0.99929  # half-life 0.5 Mimg at batch 512
+    c.train.log_every = 500
+    c.train.ckpt_every = 10_000
+    c.train.sample_every = 50_000
+    c.sample.num_samples = 1024
+    c.sample.batch_size = 256
+    c.sample.teacher_steps = 18  # 35 evaluations
+    return c
