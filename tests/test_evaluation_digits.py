@@ -27,7 +27,9 @@ def test_features_of_8x8_and_16x16_digits(split):
     # a 16x16 image is read as the mean of its 2x2 blocks
     x16 = np.repeat(np.repeat(x_test[:5], 2, axis=1), 2, axis=2)
     np.testing.assert_allclose(features_fn(x16)[0], features, atol=1e-5)
-    np.testing.assert_allclose(resize_bilinear(x16.astype(np.float32), (8, 8)), x_test[:5], atol=1e-4)
+    np.testing.assert_allclose(
+        resize_bilinear(x16.astype(np.float32), (8, 8)), x_test[:5], atol=1e-4
+    )
 
 
 def test_frechet_digits_distance_separates_digits_from_noise(split):

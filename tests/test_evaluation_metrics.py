@@ -23,13 +23,17 @@ def test_frechet_distance_equals_the_closed_form_for_commuting_covariances():
     s1, s2 = rng.uniform(0.1, 3, 16), rng.uniform(0.1, 3, 16)
     sigma1, sigma2 = rotation @ np.diag(s1) @ rotation.T, rotation @ np.diag(s2) @ rotation.T
     closed_form = np.sum((mu1 - mu2) ** 2) + np.sum(s1 + s2 - 2 * np.sqrt(s1 * s2))
-    assert metrics.frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(closed_form, rel=1e-9)
+    assert metrics.frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(
+        closed_form, rel=1e-9
+    )
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pytorch-fid passes scipy's old `disp`
 @pytest.mark.parametrize("n", [300, 20])  # 20 < 64 dimensions: singular covariances
 def test_frechet_distance_matches_pytorch_fid(n):
-    fid_score = pytest.importorskip("pytorch_fid.fid_score", reason="needs pytorch-fid (requirements-test.txt)")
+    fid_score = pytest.importorskip(
+        "pytorch_fid.fid_score", reason="needs pytorch-fid (requirements-test.txt)"
+    )
     rng = np.random.default_rng(2)
     stats1 = metrics.feature_statistics(_gaussian_features(rng, n, 0.0, np.ones(64)))
     stats2 = metrics.feature_statistics(_gaussian_features(rng, n + 7, 0.3, np.full(64, 1.5)))
@@ -47,14 +51,22 @@ def test_inception_score_bounds():
 def test_inception_score_splits_follow_improved_gan_boundaries():
     logits = np.random.default_rng(3).standard_normal((25, 7)) * 3
     bounds = [i * 25 // 4 for i in range(5)]
-    per_split = [metrics.inception_score(logits[lo:hi], splits=1)[0] for lo, hi in zip(bounds, bounds[1:])]
-    assert metrics.inception_score(logits, splits=4) == pytest.approx((np.mean(per_split), np.std(per_split)))
+    per_split = [
+        metrics.inception_score(logits[lo:hi], splits=1)[0]
+        for lo, hi in zip(bounds, bounds[1:], strict=False)
+    ]
+    assert metrics.inception_score(logits, splits=4) == pytest.approx(
+        (np.mean(per_split), np.std(per_split))
+    )
 
 
 def test_mmd2_unbiased_is_the_u_statistic():
     rng = np.random.default_rng(4)
     x, y = rng.standard_normal((6, 3)), rng.standard_normal((5, 3)) + 0.5
-    k = lambda a, b: (a @ b / 3 + 1) ** 3
+
+    def k(a, b):
+        return (a @ b / 3 + 1) ** 3
+
     xx = sum(k(x[i], x[j]) for i in range(6) for j in range(6) if i != j) / 30
     yy = sum(k(y[i], y[j]) for i in range(5) for j in range(5) if i != j) / 20
     xy = sum(k(a, b) for a in x for b in y) / 30
@@ -64,10 +76,16 @@ def test_mmd2_unbiased_is_the_u_statistic():
 def test_kid_is_unbiased_zero_for_one_distribution_and_positive_for_two():
     rng = np.random.default_rng(5)
     same = metrics.kernel_inception_distance(
-        rng.standard_normal((2000, 16)), rng.standard_normal((2000, 16)), num_subsets=50, subset_size=200
+        rng.standard_normal((2000, 16)),
+        rng.standard_normal((2000, 16)),
+        num_subsets=50,
+        subset_size=200,
     )
     shifted = metrics.kernel_inception_distance(
-        rng.standard_normal((2000, 16)), rng.standard_normal((2000, 16)) + 0.3, num_subsets=50, subset_size=200
+        rng.standard_normal((2000, 16)),
+        rng.standard_normal((2000, 16)) + 0.3,
+        num_subsets=50,
+        subset_size=200,
     )
     assert abs(same[0]) < 3 * same[1] / np.sqrt(50)  # mean zero within its standard error
     assert shifted[0] > 10 * same[1]
@@ -98,7 +116,9 @@ def test_reference_statistics_pads_the_last_batch_to_one_shape():
         flat = batch.reshape(len(batch), -1).astype(np.float32)
         return flat, flat[:, :3]
 
-    mu, sigma = metrics.reference_statistics((images[i : i + 4] for i in range(0, 10, 4)), features_fn)
+    mu, sigma = metrics.reference_statistics(
+        (images[i : i + 4] for i in range(0, 10, 4)), features_fn
+    )
     assert shapes == {(4, 4, 4, 1)}
     expected = metrics.feature_statistics(images.reshape(10, -1).astype(np.float32))
     np.testing.assert_allclose(mu, expected[0])

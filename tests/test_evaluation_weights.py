@@ -1,4 +1,4 @@
-"""The torch-free state_dict reader and the weight cache: formats, verification, no-network errors."""
+"""The torch-free state_dict reader and the weight cache: formats, verification, no network."""
 
 import dataclasses
 import hashlib
@@ -14,11 +14,15 @@ UNREACHABLE = "http://127.0.0.1:9/weights.pth"  # the discard port: connection r
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
 def test_state_dict_reader_matches_torch_load(tmp_path, legacy):
-    torch = pytest.importorskip("torch", reason="needs torch to write the checkpoint (requirements-test.txt)")
+    torch = pytest.importorskip(
+        "torch", reason="needs torch to write the checkpoint (requirements-test.txt)"
+    )
     generator = torch.Generator().manual_seed(0)
     base = torch.randn(6, 5, generator=generator)
     state = {
-        "conv.weight": torch.randn(4, 3, 3, 2, generator=generator).transpose(2, 3),  # non-contiguous
+        "conv.weight": torch.randn(4, 3, 3, 2, generator=generator).transpose(
+            2, 3
+        ),  # non-contiguous
         "bn.running_var": torch.rand(7, generator=generator).double(),
         "bn.num_batches_tracked": torch.tensor(12),
         "view": base[2:4],  # a tensor sharing storage at an offset
@@ -72,9 +76,13 @@ def test_flax_variables_layouts():
         "fc.weight": rng.standard_normal((10, 8)),
     }
     variables = flax_variables(state)
-    np.testing.assert_array_equal(variables["params"]["a"]["conv"]["kernel"], state["a.conv.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        variables["params"]["a"]["conv"]["kernel"], state["a.conv.weight"].transpose(2, 3, 1, 0)
+    )
     np.testing.assert_array_equal(variables["params"]["a"]["bn"]["scale"], state["a.bn.weight"])
-    np.testing.assert_array_equal(variables["batch_stats"]["a"]["bn"]["var"], state["a.bn.running_var"])
+    np.testing.assert_array_equal(
+        variables["batch_stats"]["a"]["bn"]["var"], state["a.bn.running_var"]
+    )
     np.testing.assert_array_equal(variables["params"]["fc"]["kernel"], state["fc.weight"].T)
 
 
@@ -93,8 +101,12 @@ def test_missing_weights_without_network_raise_a_clear_error(tmp_path, monkeypat
 
 def test_missing_lpips_weights_without_network_raise_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path))
-    monkeypatch.setattr(lpips, "VGG16_WEIGHTS", dataclasses.replace(lpips.VGG16_WEIGHTS, url=UNREACHABLE))
-    with pytest.raises(weights.WeightsUnavailableError, match=f"copy it to {tmp_path / 'vgg16-397923af.pth'}"):
+    monkeypatch.setattr(
+        lpips, "VGG16_WEIGHTS", dataclasses.replace(lpips.VGG16_WEIGHTS, url=UNREACHABLE)
+    )
+    with pytest.raises(
+        weights.WeightsUnavailableError, match=f"copy it to {tmp_path / 'vgg16-397923af.pth'}"
+    ):
         lpips.load_lpips()
     with pytest.raises(weights.WeightsUnavailableError, match="No file at /nonexistent/vgg.pth"):
         lpips.load_lpips(vgg_path="/nonexistent/vgg.pth")

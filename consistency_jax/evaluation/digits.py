@@ -3,7 +3,7 @@
 seconds on a CPU, for the embedded digits configurations.
 
 The weights ship in assets/digits_classifier.npz; `python -m consistency_jax.evaluation.digits`
-retrains them deterministically (fixed split, initialisation and batch order) and rewrites that file.
+retrains them deterministically (fixed split, initialisation and batch order) and rewrites it.
 """
 
 import functools
@@ -44,26 +44,33 @@ class DigitsClassifier(nn.Module):
 
 
 def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(train images, train labels, held-out images, held-out labels): the 1797 digits as uint8
-    [N, 8, 8, 1] in 0..255 (round(v * 255/16), as the data pipeline stores them), stratified split."""
-    from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+    """(train images, train labels, held-out images, held-out labels): a stratified split of the
+    1797 digits exactly as the data pipeline serves them, uint8 [N, 8, 8, 1] in 0..255."""
     from sklearn.model_selection import train_test_split  # pylint: disable=g-import-not-at-top
 
-    digits = load_digits()
-    images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
+    from consistency_jax.data.images import digits_source  # pylint: disable=g-import-not-at-top
+
+    source = digits_source(image_size=0)
+    digits = source[np.arange(len(source))]
     x_train, x_test, y_train, y_test = train_test_split(
-        images, digits.target, test_size=HELDOUT_FRACTION, random_state=SEED, stratify=digits.target
+        digits["image"],
+        digits["label"],
+        test_size=HELDOUT_FRACTION,
+        random_state=SEED,
+        stratify=digits["label"],
     )
     return x_train, y_train, x_test, y_test
 
 
 def accuracy(params: dict, images: np.ndarray, labels: np.ndarray) -> float:
     """The fraction of `images` the classifier labels correctly."""
-    _, logits = DigitsClassifier().apply({"params": params}, jnp.asarray(images))
+    _, logits = _digits_apply(params, jnp.asarray(images))
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
-def train_digits_classifier(steps: int, batch_size: int, learning_rate: float, weight_decay: float) -> dict:
+def train_digits_classifier(
+    steps: int, batch_size: int, learning_rate: float, weight_decay: float
+) -> dict:
     """Parameters trained with AdamW on the training split, cross-entropy, seeded batches."""
     x_train, y_train, _, _ = digits_split()
     model = DigitsClassifier()
@@ -90,11 +97,13 @@ def train_digits_classifier(steps: int, batch_size: int, learning_rate: float, w
 
 
 def save_params(path: str | os.PathLike, params: dict) -> None:
+    """Write `params` as a compressed `.npz` of float32 arrays named by their '/'-joined paths."""
     flat = traverse_util.flatten_dict(params, sep="/")
     np.savez_compressed(path, **{k: np.asarray(v, np.float32) for k, v in flat.items()})
 
 
 def load_params(path: str | os.PathLike = DIGITS_WEIGHTS) -> dict:
+    """The classifier's parameters from a `save_params` file (by default the shipped one)."""
     with np.load(path) as data:
         return traverse_util.unflatten_dict({k: jnp.asarray(data[k]) for k in data}, sep="/")
 
@@ -104,7 +113,9 @@ def _digits_apply(params: dict, images: jax.Array) -> tuple[jax.Array, jax.Array
     return DigitsClassifier().apply({"params": params}, images)
 
 
-def load_digits_features(path: str | os.PathLike = DIGITS_WEIGHTS) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+def load_digits_features(
+    path: str | os.PathLike = DIGITS_WEIGHTS,
+) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
     """A jitted fn: uint8 NHWC [N, H, W, 1] digits -> (features [N, 64], logits [N, 10])."""
     return functools.partial(_digits_apply, load_params(path))
 
@@ -114,9 +125,10 @@ def main() -> None:
     DIGITS_WEIGHTS.parent.mkdir(exist_ok=True)
     save_params(DIGITS_WEIGHTS, params)
     x_train, y_train, x_test, y_test = digits_split()
+    train, held_out = accuracy(params, x_train, y_train), accuracy(params, x_test, y_test)
     print(
-        f"wrote {DIGITS_WEIGHTS} ({DIGITS_WEIGHTS.stat().st_size} bytes): accuracy "
-        f"train {accuracy(params, x_train, y_train):.4f}, held-out {accuracy(params, x_test, y_test):.4f}"
+        f"wrote {DIGITS_WEIGHTS} ({DIGITS_WEIGHTS.stat().st_size} bytes): "
+        f"accuracy train {train:.4f}, held-out {held_out:.4f}"
     )
 
 

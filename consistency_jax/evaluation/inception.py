@@ -4,6 +4,10 @@ Module names follow torchvision's Inception3 with pytorch-fid's FIDInceptionA/C/
 (src/pytorch_fid/inception.py: `fid_inception_v3`), so pytorch-fid's weight file
 `pt_inception-2015-12-05-6726825d.pth` loads key for key. Outputs: pool3 (2048) and the 1008-way
 logits of the graph's softmax layer (`fc`, bias included).
+
+Inputs are resized to 299x299 as pytorch-fid does (torch bilinear, half-pixel centres, no
+antialias), so features match pytorch-fid; the TF graph resizes on its own (TTUR, tfgan), which
+moves FID slightly (REFERENCE.md section 9: the protocols are not interchangeable).
 """
 
 import functools
@@ -40,7 +44,9 @@ class BasicConv2d(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         pad = [(p, p) for p in self.padding]
-        x = nn.Conv(self.features, self.kernel_size, self.strides, pad, use_bias=False, name="conv")(x)
+        x = nn.Conv(
+            self.features, self.kernel_size, self.strides, pad, use_bias=False, name="conv"
+        )(x)
         x = nn.BatchNorm(use_running_average=True, epsilon=1e-3, name="bn")(x)
         return nn.relu(x)
 
@@ -185,11 +191,13 @@ def _fid_inception_apply(variables: dict, images: jax.Array) -> tuple[jax.Array,
 
 
 def fid_inception_variables(path: str | None = None) -> dict:
-    """The Flax variables of the FID Inception from pytorch-fid's weight file (see `load_fid_inception`)."""
+    """The FID Inception's Flax variables from pytorch-fid's weight file (`load_fid_inception`)."""
     return flax_variables(load_torch_state_dict(fetch_weights(FID_INCEPTION_WEIGHTS, path)))
 
 
-def load_fid_inception(path: str | None = None) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+def load_fid_inception(
+    path: str | None = None,
+) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
     """A jitted fn: uint8 NHWC images -> (pool3 features [N, 2048] float32, logits [N, 1008]).
 
     Weights: `path`, else `pt_inception-2015-12-05-6726825d.pth` in the cache folder

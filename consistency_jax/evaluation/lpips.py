@@ -1,4 +1,4 @@
-"""LPIPS v0.1 with the VGG16 trunk (arXiv 1801.03924; richzhang/PerceptualSimilarity lpips/lpips.py).
+"""LPIPS v0.1 on the VGG16 trunk (arXiv 1801.03924; richzhang/PerceptualSimilarity lpips.py).
 
 The trunk is torchvision's vgg16().features (3x3 convs with bias, ReLU, 2x2 max-pool) tapped at
 relu1_2, relu2_2, relu3_3, relu4_3, relu5_3; its weights come from torchvision's
@@ -50,7 +50,9 @@ class VGG16Features(nn.Module):
                 x = nn.max_pool(x, (2, 2), (2, 2))
                 index += 1
             for width in widths:
-                x = nn.relu(nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), name=f"features_{index}")(x))
+                x = nn.relu(
+                    nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), name=f"features_{index}")(x)
+                )
                 index += 2  # the conv and its ReLU
             taps.append(x)
         return taps
@@ -95,11 +97,19 @@ def _installed_lpips_heads() -> Path | None:
     return path if path.is_file() else None
 
 
-def lpips_variables(vgg_path: str | os.PathLike | None = None, lin_path: str | os.PathLike | None = None) -> dict:
+def lpips_variables(
+    vgg_path: str | os.PathLike | None = None, lin_path: str | os.PathLike | None = None
+) -> dict:
     """The Flax variables of `LPIPS` from the torchvision VGG16 and lpips v0.1 head files."""
     vgg = load_torch_state_dict(fetch_weights(VGG16_WEIGHTS, vgg_path))
-    lin = load_torch_state_dict(fetch_weights(LPIPS_VGG_LIN_WEIGHTS, lin_path or _installed_lpips_heads()))
-    state = {f"vgg.{k.replace('features.', 'features_')}": v for k, v in vgg.items() if k.startswith("features.")}
+    lin = load_torch_state_dict(
+        fetch_weights(LPIPS_VGG_LIN_WEIGHTS, lin_path or _installed_lpips_heads())
+    )
+    state = {
+        f"vgg.{k.replace('features.', 'features_')}": v
+        for k, v in vgg.items()
+        if k.startswith("features.")
+    }
     state |= {k.replace(".model.1", ""): v for k, v in lin.items()}  # lin{k}.model.1.weight
     return flax_variables(state)
 

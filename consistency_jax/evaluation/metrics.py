@@ -1,4 +1,4 @@
-"""Sample-quality metrics on classifier features and logits: FID, IS, KID, and their statistics files.
+"""Sample-quality metrics on classifier features and logits: FID, IS, KID, and statistics files.
 
 Everything here is NumPy in float64, on features from any network returning (features, logits):
 `load_fid_inception` (FID/IS/KID) or `load_digits_features` (the Frechet Digits Distance).
@@ -50,30 +50,33 @@ def frechet_distance(
 
 
 def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
-    """(mean, std) over `splits` consecutive chunks (improved-GAN's boundaries i*N//splits) of exp(E_x KL(p(y|x) || p(y))) (arXiv 1606.03498).
+    """IS = exp(E_x KL(p(y|x) || p(y))) (arXiv 1606.03498): (mean, std) over `splits` consecutive
+    chunks, with improved-GAN's chunk boundaries i * N // splits.
 
-    p(y|x) is the softmax over all given logits: all 1008 of the FID Inception's, as tfgan's
-    classifier_score_from_logits (score_sde) and torch-fidelity do. score_sde reports splits=1
-    over 50k samples; splits=10 is the improved-GAN convention. The original improved-GAN code
-    (and torch-fidelity's default 'logits_unbiased') leaves the fc bias out of the logits.
+    p(y|x) is the softmax over all the logits given: all 1008 of the FID Inception's, as tfgan's
+    classifier_score_from_logits (used by score_sde) and torch-fidelity take them. Ours include
+    the fc bias; improved-GAN's code and torch-fidelity's default 'logits_unbiased' leave it out.
+    score_sde reports splits=1 over 50k samples; splits=10 is the improved-GAN convention.
     """
     log_p = scipy.special.log_softmax(_f64(logits), axis=1)
     bounds = [i * len(log_p) // splits for i in range(splits + 1)]
     scores = []
-    for chunk in (log_p[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])):
+    for chunk in (log_p[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)):
         log_marginal = scipy.special.logsumexp(chunk, axis=0, b=1 / len(chunk))
         kl = np.sum(np.exp(chunk) * (chunk - log_marginal), axis=1)
         scores.append(np.exp(kl.mean()))
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: float = 1.0) -> np.ndarray:
+def polynomial_kernel(
+    x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: float = 1.0
+) -> np.ndarray:
     """k(x, y) = (x.y / d + coef0)^degree, KID's kernel (arXiv 1801.01401)."""
     return (x @ y.T / x.shape[1] + coef0) ** degree
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
-    """The unbiased estimate of MMD^2 with the polynomial kernel (arXiv 1801.01401, eq. 1)."""
+    """The unbiased estimate of MMD^2 with the polynomial kernel (arXiv 1801.01401)."""
     m, n = len(x), len(y)
     k_xx, k_yy, k_xy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
     within_x = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
@@ -106,16 +109,18 @@ def kernel_inception_distance(
 def extract_features(
     batches: Iterable[np.ndarray], features_fn: FeaturesFn
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(features, logits) of every image in `batches` (uint8 NHWC). A batch smaller than the first
-    is padded to its size, so the jitted `features_fn` compiles once."""
+    """(features, logits) of every image in `batches` (uint8 NHWC). Later batches, no larger than
+    the first, are padded to its size, so the jitted `features_fn` compiles once."""
     features, logits, batch_size = [], [], None
     for batch in batches:
         batch = np.asarray(batch)
         batch_size = batch_size or len(batch)
+        if len(batch) > batch_size:
+            raise ValueError(f"batch of {len(batch)} after a first batch of {batch_size}")
         padded = np.pad(batch, [(0, batch_size - len(batch))] + [(0, 0)] * (batch.ndim - 1))
-        f, l = features_fn(padded)
-        features.append(np.asarray(f)[: len(batch)])
-        logits.append(np.asarray(l)[: len(batch)])
+        batch_features, batch_logits = features_fn(padded)
+        features.append(np.asarray(batch_features)[: len(batch)])
+        logits.append(np.asarray(batch_logits)[: len(batch)])
     if not features:
         raise ValueError("no images to compute features of")
     return np.concatenate(features), np.concatenate(logits)
@@ -130,12 +135,12 @@ def reference_statistics(
 
 
 def save_statistics(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray) -> None:
-    """Write (mu, sigma) as `.npz` with arrays `mu` and `sigma` (the pytorch-fid / clean-fid format)."""
+    """Write (mu, sigma) as `.npz` with arrays `mu` and `sigma` (pytorch-fid's file format)."""
     np.savez(path, mu=_f64(mu), sigma=_f64(sigma))
 
 
 def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, sigma) from an `.npz` with `mu` and `sigma`, or with raw `pool_3` features (score_sde)."""
+    """(mu, sigma) from an `.npz` holding `mu` and `sigma`, or raw `pool_3` features (score_sde)."""
     with np.load(path) as data:
         if "mu" in data and "sigma" in data:
             return _f64(data["mu"]), _f64(data["sigma"])

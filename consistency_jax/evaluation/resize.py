@@ -1,4 +1,4 @@
-"""Bilinear resizing exactly as torch.nn.functional.interpolate(mode='bilinear', align_corners=False)."""
+"""Bilinear resizing exactly as torch's F.interpolate(mode='bilinear', align_corners=False)."""
 
 import jax
 import jax.numpy as jnp

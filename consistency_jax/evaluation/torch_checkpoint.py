@@ -12,7 +12,6 @@ and rebuilds tensors with `torch._utils._rebuild_tensor[_v2]`; only those global
 
 import collections
 import dataclasses
-import io
 import os
 import pickle
 import struct
@@ -71,7 +70,7 @@ class _PendingTensor:
     def materialize(self) -> np.ndarray:
         flat = self.storage.array
         if not self.size:
-            return flat[self.offset].copy()
+            return np.array(flat[self.offset])
         strides = tuple(s * flat.itemsize for s in self.stride)
         view = np.lib.stride_tricks.as_strided(flat[self.offset :], self.size, strides)
         return np.array(view)
@@ -176,9 +175,9 @@ def _load_legacy(file: IO[bytes]) -> Any:
 def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The `state_dict` saved by `torch.save` at `path`, as NumPy arrays, without torch."""
     with open(path, "rb") as f:
-        data = f.read()
-    file = io.BytesIO(data)
-    result = _load_zip(file) if zipfile.is_zipfile(file) else _load_legacy(io.BytesIO(data))
+        is_zip = zipfile.is_zipfile(f)
+        f.seek(0)
+        result = _load_zip(f) if is_zip else _load_legacy(f)
     return dict(_materialize(result))
 
 

@@ -40,13 +40,14 @@ def _sha256(path: Path) -> str:
 
 
 def _download(weights: WeightsFile, target: Path) -> None:
-    """Download to a temporary file beside `target`, verify it, then rename: never a partial file."""
+    """Download to a temporary file beside `target`, verify, then rename: never a partial file."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{weights.filename}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(
-            weights.url, timeout=DOWNLOAD_TIMEOUT_S
-        ) as response:
+        with (
+            os.fdopen(fd, "wb") as f,
+            urllib.request.urlopen(weights.url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+        ):
             for block in iter(lambda: response.read(1 << 20), b""):
                 f.write(block)
         digest = _sha256(Path(tmp))
@@ -74,9 +75,10 @@ def fetch_weights(weights: WeightsFile, path: str | os.PathLike | None = None) -
         _download(weights, target)
     except (OSError, ValueError) as error:
         raise WeightsUnavailableError(
-            f"{weights.filename} ({weights.description}) is not in the cache folder {target.parent} "
-            f"and could not be downloaded from {weights.url} ({error}). Download that file where "
-            f"there is network access and copy it to {target} (or set {CACHE_ENV} to the folder "
-            f"that holds it, or pass its path explicitly); its sha256 starts with {weights.sha256}."
+            f"{weights.filename} ({weights.description}) is not in the cache folder "
+            f"{target.parent} and could not be downloaded from {weights.url} ({error}). Download "
+            f"that file where there is network access and copy it to {target} (or set {CACHE_ENV} "
+            f"to the folder that holds it, or pass its path explicitly); its sha256 starts with "
+            f"{weights.sha256}."
         ) from None
     return target
