@@ -185,7 +185,8 @@ class FIDInceptionV3(nn.Module):
 
 
 @jax.jit
-def _fid_inception_apply(variables: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+def fid_inception(variables: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(pool3 [N, 2048], logits [N, 1008]) of uint8 NHWC `images` under `variables`."""
     with jax.default_matmul_precision("highest"):  # full float32 convolutions on GPU/TPU too
         return FIDInceptionV3().apply(variables, images)
 
@@ -204,4 +205,4 @@ def load_fid_inception(
     ($CONSISTENCY_JAX_CACHE or ~/.cache/consistency_jax), downloaded there once from pytorch-fid's
     release if absent; without network, a `WeightsUnavailableError` says where to put the file.
     """
-    return functools.partial(_fid_inception_apply, fid_inception_variables(path))
+    return functools.partial(fid_inception, fid_inception_variables(path))

@@ -83,7 +83,9 @@ class LPIPS(nn.Module):
 
 
 @jax.jit
-def _lpips_apply(variables: dict, x: jax.Array, y: jax.Array) -> jax.Array:
+def lpips_distance(variables: dict, x: jax.Array, y: jax.Array) -> jax.Array:
+    """LPIPS [N] of NHWC (x, y) in [-1, 1] under `variables` (`lpips_variables`). Inside a jitted
+    train step, pass the variables as an argument: closed over, they are baked into the program."""
     with jax.default_matmul_precision("highest"):  # full float32 convolutions on GPU/TPU too
         return LPIPS().apply(variables, x, y)
 
@@ -124,4 +126,4 @@ def load_lpips(
     heads are also taken from an installed lpips package); without network, a
     `WeightsUnavailableError` says which file to put where.
     """
-    return functools.partial(_lpips_apply, lpips_variables(vgg_path, lin_path))
+    return functools.partial(lpips_distance, lpips_variables(vgg_path, lin_path))
