@@ -92,7 +92,10 @@ def check_resumable(config: ml_collections.ConfigDict, saved_path: str) -> None:
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
-    """A config saved as JSON by a run, with lists turned back into tuples."""
+    """A config saved as JSON by a run, laid over today's defaults (keys added since keep their
+    default), with lists turned back into tuples."""
+    from configs import default  # the documented schema
+
     if not os.path.exists(path):
         raise FileNotFoundError(path)
 
@@ -103,5 +106,15 @@ def load_config(path: str) -> ml_collections.ConfigDict:
             return {k: tuples(v) for k, v in value.items()}
         return value
 
+    def merge(base: ml_collections.ConfigDict, saved: dict) -> None:
+        for key, value in saved.items():
+            if isinstance(value, dict) and isinstance(base.get(key), ml_collections.ConfigDict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+
+    config = default.get_config()
     with open(path) as f:
-        return ml_collections.ConfigDict(tuples(json.load(f)))
+        with config.unlocked():
+            merge(config, tuples(json.load(f)))
+    return config

@@ -5,7 +5,6 @@ from collections.abc import Callable
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import matplotlib
 import ml_collections
 import numpy as np

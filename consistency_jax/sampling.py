@@ -32,14 +32,15 @@ def multistep_sample(
 ) -> jax.Array:
     """CM Alg. 1: x0 = f(sigma_0 z, sigma_0); then x = x0 + sqrt(tau^2 - eps^2) z, x0 = f(x, tau).
 
-    `sigmas` is a decreasing list starting at sigma_max; one entry is one-step sampling.
+    `sigmas` is a decreasing list starting at sigma_max; one entry is one-step sampling. The
+    first noise is drawn from `key` itself, as `teacher_sample` does, so both start from one x_T.
     """
-    keys = jax.random.split(key, len(sigmas))
-    x = sigmas[0] * jax.random.normal(keys[0], shape)
+    x = sigmas[0] * jax.random.normal(key, shape)
     x0 = f(x, jnp.float32(sigmas[0]))
-    for tau, k in zip(sigmas[1:], keys[1:]):
+    for i, tau in enumerate(sigmas[1:], start=1):
         x0 = jnp.clip(x0, -1, 1) if clip else x0
-        x = x0 + jnp.sqrt(tau**2 - sigma_min**2) * jax.random.normal(k, shape)
+        noise = jax.random.normal(jax.random.fold_in(key, i), shape)
+        x = x0 + jnp.sqrt(tau**2 - sigma_min**2) * noise
         x0 = f(x, jnp.float32(tau))
     return jnp.clip(x0, -1, 1) if clip else x0
 

@@ -1,0 +1,120 @@
+"""The whole pipeline on an embedded data set: teacher, CD from it, CT/iCT from data, then a table.
+
+`run_pipeline(preset, workdir)` trains each stage in WORKDIR/<stage> (resuming any that already
+ran), compares every stage's samples with the data and with the teacher's 35-evaluation ODE
+samples, and writes WORKDIR/results.json, WORKDIR/results.md and WORKDIR/samples.png.
+"""
+
+import importlib
+import json
+import os
+
+import matplotlib
+import ml_collections
+import numpy as np
+from absl import logging
+
+from consistency_jax import generate, train
+from consistency_jax.data import build_dataset, data_info
+from consistency_jax.evaluation import sliced_wasserstein
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+# preset -> stage -> config module; the first stage is the teacher the others are compared with.
+PRESETS = {
+    "toy": {"edm": "configs.toy_edm", "cd": "configs.toy_cd", "ct": "configs.toy_ct", "ict": "configs.toy_ict"},
+}
+DEFAULT_STAGES = ("edm", "cd", "ict")
+
+
+def stage_configs(preset: str, workdir: str, stages: tuple[str, ...]) -> dict[str, ml_collections.ConfigDict]:
+    """Each stage's config, CD pointed at this pipeline's teacher."""
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
+    unknown = set(stages) - set(PRESETS[preset])
+    if unknown or "edm" not in stages:
+        raise ValueError(f"Stages must include 'edm' and come from {list(PRESETS[preset])}, got {stages}.")
+    configs = {}
+    for stage in stages:
+        config = importlib.import_module(PRESETS[preset][stage]).get_config()
+        if config.objective.name == "cd":
+            config.objective.teacher_workdir = os.path.join(workdir, "edm")
+        configs[stage] = config
+    return configs
+
+
+def load_samples(workdir: str, stage: str, sampler: str) -> np.ndarray:
+    return np.load(os.path.join(workdir, stage, "samples", f"{sampler}.npz"))["samples"]
+
+
+def reference_points(config: ml_collections.ConfigDict, num: int) -> np.ndarray:
+    """`num` data points from the pipeline (a different seed from training's order)."""
+    cfg = ml_collections.ConfigDict(config.data.to_dict())
+    cfg.batch_size = num
+    it, _ = build_dataset(cfg, seed=config.seed + 1)
+    return np.asarray(next(it)["x"])
+
+
+def nfe(config: ml_collections.ConfigDict, sampler: str) -> int:
+    """Network evaluations per sample of a `generate.sampler_names` entry."""
+    if config.objective.name == "edm":
+        return 2 * config.sample.teacher_steps - 1
+    return 1 if sampler == "onestep" else len(config.sample.multistep_sigmas) + 1
+
+
+def vector_results(configs: dict, workdir: str) -> list[dict]:
+    """Sliced W2 of each sampler's samples to the data and to the teacher's ODE samples."""
+    teacher_cfg = configs["edm"]
+    teacher_name = generate.sampler_names(teacher_cfg)[0]
+    teacher = load_samples(workdir, "edm", teacher_name)
+    data = reference_points(teacher_cfg, len(teacher))
+    floor = sliced_wasserstein(reference_points(teacher_cfg, 2 * len(teacher))[len(teacher):], data)
+    rows = [{"stage": "data", "sampler": "second data sample", "nfe": 0, "sw_data": floor}]
+    for stage, config in configs.items():
+        for sampler in generate.sampler_names(config):
+            x = load_samples(workdir, stage, sampler)
+            row = {"stage": stage, "sampler": sampler, "nfe": nfe(config, sampler),
+                   "sw_data": sliced_wasserstein(x, data)}
+            if stage != "edm":
+                row["sw_teacher"] = sliced_wasserstein(x, teacher)
+                # same seed, same x_T: the distance to the teacher's ODE solution from that x_T
+                row["rmse_teacher_paired"] = float(np.sqrt(np.mean(np.sum((x - teacher) ** 2, axis=1))))
+            rows.append(row)
+    return rows
+
+
+def results_table(rows: list[dict]) -> str:
+    """A Markdown table of the rows (columns: every key any row has)."""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot_all(configs: dict, workdir: str, path: str) -> None:
+    """All samplers' samples (and the data) in one figure."""
+    sets = {"data": reference_points(configs["edm"], 2000)}
+    for stage, config in configs.items():
+        for sampler in generate.sampler_names(config):
+            sets[f"{stage} {sampler}"] = load_samples(workdir, stage, sampler)[:2000]
+    generate.plot_points(path, sets)
+
+
+def run_pipeline(preset: str, workdir: str, stages: tuple[str, ...] = DEFAULT_STAGES) -> list[dict]:
+    """Train every stage (teacher first), then write results.json, results.md and samples.png."""
+    configs = stage_configs(preset, workdir, stages)
+    for config in configs.values():
+        data_info(config.data)  # every data set is there before any training starts
+    for stage in ("edm", *[s for s in stages if s != "edm"]):
+        logging.info("=== stage %s ===", stage)
+        train.train(configs[stage], os.path.join(workdir, stage))
+    rows = vector_results(configs, workdir)
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(rows, f, indent=2)
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write(results_table(rows))
+    plot_all(configs, workdir, os.path.join(workdir, "samples.png"))
+    plt.close("all")
+    return rows
