@@ -1,4 +1,4 @@
-"""CD of the toy EDM teacher (configs/toy_edm.py): N = 18, Heun teacher step, l2, RAdam, mu = 0."""
+"""CD of the toy EDM teacher (configs/toy_edm.py): N = 18, Heun teacher step, l2, RAdam, mu = 0.95."""
 
 from configs import default
 
@@ -10,7 +10,7 @@ def get_config():
     c.objective.num_scales = 18
     c.objective.solver = "heun"
     c.objective.distance = "l2"
-    c.objective.target_ema = 0.0  # the CIFAR-10 setting of the CM code: target = sg(online)
+    c.objective.target_ema = 0.95  # as the CM code on ImageNet-64 (on this data: 1-step SW 0.024 vs 0.042 at mu = 0)
     c.objective.teacher_workdir = "runs/toy/edm"
     c.objective.init_from_teacher = True
     c.optim.name = "radam"
@@ -19,4 +19,7 @@ def get_config():
     c.train.ema_rate = 0.999
     c.train.log_every = 500
     c.train.ckpt_every = 1500
+    c.sample.num_samples = 10_000
+    c.sample.batch_size = 5_000
+    c.sample.multistep_sigmas = (0.1,)  # about the width of one mode of the mixture
     return c

@@ -17,4 +17,7 @@ def get_config():
     c.train.ema_rate = 0.999
     c.train.log_every = 500
     c.train.ckpt_every = 3000
+    c.sample.multistep_sigmas = (0.1,)
+    c.sample.num_samples = 10_000
+    c.sample.batch_size = 5_000
     return c

@@ -14,4 +14,6 @@ def get_config():
     c.train.ema_rate = 0.999
     c.train.log_every = 500
     c.train.ckpt_every = 2000
+    c.sample.num_samples = 10_000
+    c.sample.batch_size = 5_000
     return c

@@ -5,9 +5,9 @@ step differentiates. Distances for the consistency losses live in one registry, 
 """
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -17,7 +17,7 @@ import ml_collections
 from consistency_jax import ode, schedules
 from consistency_jax.parametrization import Parametrization, bind, edm_scalings, precondition
 
-Distance = Callable[[jax.Array, jax.Array], jax.Array]  # (x, y) -> per-sample distance [B]
+DistanceFn = Callable[[Any, jax.Array, jax.Array], jax.Array]  # (variables, x, y) -> [B]
 
 
 def _flat(x: jax.Array) -> jax.Array:
@@ -44,22 +44,34 @@ def ict_huber_c(dim: int) -> float:
     return 0.00054 * math.sqrt(dim)
 
 
+@dataclasses.dataclass(frozen=True)
+class Distance:
+    """d(x, y) per sample: `fn(variables, x, y)`; the variables (LPIPS weights) enter the train
+    step as an argument, never as constants baked into the compiled program."""
+
+    fn: DistanceFn
+    variables: Any = None
+
+
+def _pseudo_huber(cfg: ml_collections.ConfigDict, dim: int) -> Distance:
+    c = cfg.huber_c or ict_huber_c(dim)
+    return Distance(lambda v, x, y: pseudo_huber_distance(x, y, c))
+
+
+def _lpips(cfg: ml_collections.ConfigDict, dim: int) -> Distance:
+    """LPIPS-VGG after a bilinear resize to 224 (CM paper Sec. 5; images only)."""
+    from consistency_jax.evaluation.lpips import lpips_distance, lpips_variables  # loads weights
+
+    return Distance(lpips_distance, lpips_variables())
+
+
 # name -> factory(objective config, data dimension) -> Distance
 DISTANCES: dict[str, Callable[[ml_collections.ConfigDict, int], Distance]] = {
-    "l2": lambda cfg, dim: l2_distance,
-    "l1": lambda cfg, dim: l1_distance,
-    "pseudo_huber": lambda cfg, dim: functools.partial(
-        pseudo_huber_distance, c=cfg.huber_c or ict_huber_c(dim)
-    ),
-    "lpips": lambda cfg, dim: _lpips(),
+    "l2": lambda cfg, dim: Distance(lambda v, x, y: l2_distance(x, y)),
+    "l1": lambda cfg, dim: Distance(lambda v, x, y: l1_distance(x, y)),
+    "pseudo_huber": _pseudo_huber,
+    "lpips": _lpips,
 }
-
-
-def _lpips() -> Distance:
-    """LPIPS-VGG after a bilinear resize to 224 (CM paper Sec. 5; images only)."""
-    from consistency_jax.evaluation import load_lpips  # loads weights: only when asked for
-
-    return load_lpips()
 
 
 def make_distance(cfg: ml_collections.ConfigDict, dim: int) -> Distance:
@@ -74,15 +86,21 @@ def make_distance(cfg: ml_collections.ConfigDict, dim: int) -> Distance:
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-    """A loss `loss(params, target_params, teacher_params, batch, key, step) -> (loss, metrics)`.
+    """A loss `loss(params, target_params, frozen, batch, key, step) -> (loss, metrics)`.
 
-    `target_ema(step)` is the rate mu of the target network, or None when the objective keeps no
-    target network (the teacher, or a target that is the stop-gradient online network).
+    `frozen` holds the constant inputs: {"teacher": teacher params or None, **self.frozen} (the
+    distance's variables). `target_ema(step)` is the rate mu of the target network, or None when
+    the objective keeps none (the teacher, or a target that is the stop-gradient online network).
     """
 
     loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
     target_ema: Callable[[jax.Array], jax.Array] | None
     needs_teacher: bool = False
+    frozen: dict = dataclasses.field(default_factory=dict)
+
+    def frozen_inputs(self, teacher_params: Any = None) -> dict:
+        """The `frozen` argument of `loss` for this teacher."""
+        return {"teacher": teacher_params, **self.frozen}
 
 
 def _labels(batch: dict[str, jax.Array], conditional: bool) -> jax.Array | None:
@@ -94,7 +112,7 @@ def edm_objective(config: ml_collections.ConfigDict, model: nn.Module, **_) -> O
     o, m = config.objective, config.model
     edm = Parametrization("edm", m.sigma_data, 0.0)
 
-    def loss(params, target_params, teacher_params, batch, key, step):
+    def loss(params, target_params, frozen, batch, key, step):
         x = batch["x"]
         k_sigma, k_noise, k_drop = jax.random.split(key, 3)
         sigma = schedules.lognormal_sigma(k_sigma, x.shape[:1], o.p_mean, o.p_std)
@@ -167,7 +185,7 @@ def consistency_objective(
     grid = (m.sigma_min, m.sigma_max, m.rho)
     teacher_step = ode.solver_step(o.solver)
 
-    def loss(params, target_params, teacher_params, batch, key, step):
+    def loss(params, target_params, frozen, batch, key, step):
         x = batch["x"]
         labels = _labels(batch, config.data.conditional)
         k_idx, k_noise, k_drop = jax.random.split(key, 3)
@@ -184,7 +202,7 @@ def consistency_objective(
         bcast = lambda t: t.reshape((-1,) + (1,) * (x.ndim - 1))  # noqa: E731
         x_hi = x + bcast(t_hi) * z
         if spec.lower_point == "teacher":
-            teacher = bind(teacher_model, edm, teacher_params, labels)
+            teacher = bind(teacher_model, edm, frozen["teacher"], labels)
             x_lo = jax.lax.stop_gradient(teacher_step(teacher, x_hi, t_hi, t_lo))
         else:
             x_lo = x + bcast(t_lo) * z  # the Euler step of the data's own ODE (CM eq. 9)
@@ -194,7 +212,7 @@ def consistency_objective(
             precondition(model, cm, target, x_lo, t_lo, labels, train=True, dropout_key=k_drop)
         )
         weight = WEIGHTINGS[o.weighting](t_hi, t_lo)
-        value = jnp.mean(weight * distance(f_online, f_target))
+        value = jnp.mean(weight * distance.fn(frozen["distance"], f_online, f_target))
         mu = target_ema(step) if target_ema is not None else jnp.zeros(())
         return value, {"loss": value, "num_scales": n_scales, "target_ema": mu}
 
@@ -205,7 +223,12 @@ def consistency_objective(
         )
     elif spec.target == "ema" and o.target_ema > 0:
         target_ema = lambda step: jnp.asarray(o.target_ema, jnp.float32)  # noqa: E731
-    return Objective(loss=loss, target_ema=target_ema, needs_teacher=spec.lower_point == "teacher")
+    return Objective(
+        loss=loss,
+        target_ema=target_ema,
+        needs_teacher=spec.lower_point == "teacher",
+        frozen={"distance": distance.variables},
+    )
 
 
 OBJECTIVES = {"edm": edm_objective, **{name: consistency_objective for name in CONSISTENCY_SPECS}}

@@ -115,7 +115,7 @@ def _cd_loss(student: nn.Module, solver: str = "heun", num_scales: int = 18) -> 
     c.objective.name, c.objective.num_scales, c.objective.solver = "cd", num_scales, solver
     objective = make_objective(c, student, ExactDenoiser(), dim=2)
     x = jnp.asarray(GMM.sample(128, np.random.default_rng(0)))
-    value, metrics = objective.loss({}, None, {}, {"x": x}, jax.random.key(0), 0)
+    value, metrics = objective.loss({}, None, objective.frozen_inputs({}), {"x": x}, jax.random.key(0), 0)
     assert int(metrics["num_scales"]) == num_scales
     return float(value)
 
@@ -146,7 +146,7 @@ def test_ct_target_is_the_same_noise_at_the_lower_sigma():
     c.objective.name = "ct"
     objective = make_objective(c, Recorder(), dim=2)
     data = jnp.asarray(GMM.sample(64, np.random.default_rng(1)))
-    objective.loss({}, {}, None, {"x": data}, jax.random.key(3), 0)
+    objective.loss({}, {}, objective.frozen_inputs(), {"x": data}, jax.random.key(3), 0)
     (x_hi, t_hi), (x_lo, t_lo) = seen["calls"]
     assert np.all(np.asarray(t_hi) > np.asarray(t_lo))
     z_hi = (x_hi - data) / t_hi[:, None]

@@ -1,0 +1,26 @@
+"""Shared settings of the digits configs: scikit-learn's embedded 8x8 digits, a small DDPM++."""
+
+import ml_collections
+
+from configs import default
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = default.get_config()
+    c.data.name = "digits"
+    c.data.image_size = 8
+    c.data.batch_size = 128
+    c.network.name = "ddpmpp"
+    c.network.unet.model_channels = 32
+    c.network.unet.channel_mult = (1, 2)
+    c.network.unet.channel_mult_emb = 4
+    c.network.unet.num_blocks = 1
+    c.network.unet.attn_resolutions = (4,)
+    c.train.log_every = 250
+    c.train.ckpt_every = 1000
+    c.sample.num_samples = 2000
+    c.sample.batch_size = 500
+    c.eval.num_samples = 2000
+    c.eval.batch_size = 500
+    c.eval.shard_size = 1000
+    return c
