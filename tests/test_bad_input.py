@@ -1,0 +1,102 @@
+"""Bad input stops with a message naming the cause and the fix, before compute, destroying nothing."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import toy_cd, toy_edm
+from consistency_jax import train
+from consistency_jax.config_checks import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def launch(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def tree_digest(path: str) -> dict[str, str]:
+    out = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, path)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("--config.optim.lrr=1e-3", "lrr"),  # misspelt key
+    ("--config.optim.lr=fast", "lr"),  # wrong type
+])
+def test_flag_errors_name_the_key(tmp_path, override, expected):
+    result = launch("--config=configs/toy_edm.py", f"--workdir={tmp_path / 'run'}", override)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_objective_is_a_short_message_and_writes_nothing(tmp_path):
+    result = launch("--config=configs/toy_edm.py", f"--workdir={tmp_path / 'run'}",
+                    "--config.objective.name=cdd")
+    assert result.returncode == 2
+    assert "config.objective.name='cdd' is not known" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("section,key,value,message", [
+    ("network", "name", "resnet", "config.network.name='resnet' is not known"),
+    ("objective", "distance", "l3", "config.objective.distance='l3' is not known"),
+    ("objective", "solver", "rk4", "config.objective.solver='rk4' is not known"),
+    ("optim", "name", "sgd", "config.optim.name='sgd' is not known"),
+    ("data", "batch_size", 0, "config.data.batch_size must be > 0"),
+    ("model", "sigma_min", 100.0, "sigma_min=100.0 must be < sigma_max"),
+    ("sample", "multistep_sigmas", (100.0,), "multistep_sigmas"),
+])
+def test_config_values_that_cannot_work(tmp_path, section, key, value, message):
+    config = toy_edm.get_config()
+    config[section][key] = value
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        train.train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_cd_without_a_teacher_refuses_to_distil_a_random_network(tmp_path):
+    config = toy_cd.get_config()
+    config.objective.teacher_workdir = str(tmp_path / "no_such_teacher")
+    with pytest.raises(train.TeacherNotFoundError, match="No teacher run in .*no_such_teacher"):
+        train.train(config, str(tmp_path / "cd"))
+    assert not (tmp_path / "cd").exists()
+    result = launch("--config=configs/toy_cd.py", f"--workdir={tmp_path / 'cd'}",
+                    f"--config.objective.teacher_workdir={tmp_path / 'no_such_teacher'}")
+    assert result.returncode == 2 and "Train the teacher first" in result.stderr
+
+
+def test_cd_with_a_teacher_dir_but_no_checkpoint(tmp_path):
+    teacher = tmp_path / "edm"
+    teacher.mkdir()
+    (teacher / "config.json").write_text(toy_edm.get_config().to_json())
+    config = toy_cd.get_config()
+    config.objective.teacher_workdir = str(teacher)
+    with pytest.raises(train.TeacherNotFoundError, match="has no checkpoint"):
+        train.train(config, str(tmp_path / "cd"))
+
+
+def test_a_workdir_of_another_run_is_not_resumed_or_touched(tmp_path):
+    run = tmp_path / "run"
+    config = toy_edm.get_config()
+    config.train.num_steps, config.train.log_every, config.train.ckpt_every = 4, 2, 2
+    config.sample.num_samples, config.sample.batch_size = 16, 16
+    train.train(config, str(run))
+    before = tree_digest(str(run))
+    other = toy_edm.get_config()
+    other.network.mlp.hidden = 64
+    with pytest.raises(ConfigError, match="different config.network"):
+        train.train(other, str(run))
+    assert tree_digest(str(run)) == before
