@@ -94,7 +94,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval = e = ml_collections.ConfigDict()
     e.num_samples = 50_000  # samples per sampler (the papers' FID protocol)
     e.batch_size = 500  # global sampling batch
+    e.feature_batch_size = 250  # images per feature-network call
     e.shard_size = 5_000  # samples per shard file: an interrupted eval resumes at a shard
-    e.feature_net = "auto"  # auto (inception for RGB images, digits for digits) | inception | digits
-    e.reference_stats = ""  # .npz with mu, sigma; '' computes them from the training split once
+    # auto (inception for RGB images, digits for digits) | inception | digits. Digits figures (the
+    # FID formula, an IS over its 10 classes, KID on the digits classifier) compare digits runs only.
+    e.feature_net = "auto"
+    # .npz with mu, sigma (and features or pool_3 for KID); '' computes them from the training
+    # split on the first eval and keeps them as workdir/eval/reference_stats_<net>.npz
+    e.reference_stats = ""
     return c

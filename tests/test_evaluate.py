@@ -1,0 +1,225 @@
+"""--mode=eval on a tiny digits run: figures, files, resume, redraw, reference path, no weights."""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+from unittest import mock
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from configs.default import get_config
+from consistency_jax import evaluate, generate, train
+from consistency_jax.config_checks import ConfigError
+from consistency_jax.data import images
+from consistency_jax.evaluation import (
+    WeightsUnavailableError,
+    extract_features,
+    feature_statistics,
+    frechet_distance,
+    inception,
+    load_digits_features,
+)
+
+UNREACHABLE = "http://127.0.0.1:9/weights.pth"  # the discard port: connection refused at once
+SAMPLERS = ["onestep", "2step"]
+BATCH, SHARD, NUM = 25, 50, 190  # per sampler 4 shards of 2 batches, the last shard of 40
+STEPS = 2
+DRAW_BATCH = evaluate.draw_batch
+
+
+class Killed(Exception):
+    """Stands for the eval process being killed."""
+
+
+def tiny_config():
+    c = get_config()
+    c.data.name = "digits"
+    c.data.batch_size = 32
+    c.network.name = "ddpmpp"
+    c.network.unet.update(model_channels=16, channel_mult=(1,), num_blocks=1, attn_resolutions=())
+    c.objective.name = "ict"
+    c.train.update(num_steps=STEPS, log_every=STEPS, ckpt_every=STEPS)
+    c.sample.update(num_samples=BATCH, batch_size=BATCH)
+    c.eval.update(num_samples=NUM, batch_size=BATCH, shard_size=SHARD, feature_batch_size=100)
+    return c
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 2-step iCT digits run. Each sampler is compiled once for the module: make_sampler's jitted
+    function is reused by name and batch size (its config and model are the same in every call)."""
+    make, compiled = generate.make_sampler, {}
+
+    def make_once(config, model, name, shape):
+        key = (name, config.sample.batch_size)
+        if key not in compiled:
+            compiled[key] = make(config, model, name, shape)
+        return compiled[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(generate, "make_sampler", make_once)
+        workdir = tmp_path_factory.mktemp("run")
+        train.train(tiny_config(), str(workdir))
+        yield workdir
+
+
+def _copy(run, dest) -> str:
+    shutil.copytree(run, dest)
+    return str(dest)
+
+
+@pytest.fixture(scope="module")
+def evaluated(run, tmp_path_factory):
+    """(workdir, results) of one uninterrupted eval of a copy of the run."""
+    workdir = _copy(run, tmp_path_factory.mktemp("evaluated") / "run")
+    return workdir, evaluate.evaluate(tiny_config(), workdir)
+
+
+def _count_draws(monkeypatch, kill_after: int | None = None) -> list:
+    """Record evaluate.draw_batch calls; raise Killed instead of the call after `kill_after`."""
+    calls = []
+
+    def counted(*args):
+        if len(calls) == kill_after:
+            raise Killed
+        calls.append(args[-1])
+        return DRAW_BATCH(*args)
+
+    monkeypatch.setattr(evaluate, "draw_batch", counted)
+    return calls
+
+
+def _shards(workdir: str, sampler: str) -> dict[str, int]:
+    """{file name: mtime_ns} of a sampler's eval directory."""
+    directory = os.path.join(workdir, "eval", sampler)
+    return {n: os.stat(os.path.join(directory, n)).st_mtime_ns for n in os.listdir(directory)}
+
+
+def _eval_records(workdir: str) -> list[dict]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    return [r for r in records if any(k.startswith("eval/") for k in r)]
+
+
+def test_eval_writes_finite_figures_shards_and_records(evaluated):
+    workdir, results = evaluated
+    header = (results["step"], results["feature_net"], results["num_samples"])
+    assert header == (STEPS, "digits", NUM)
+    assert list(results["samplers"]) == SAMPLERS
+    for figures in results["samplers"].values():
+        assert set(figures) == {"fid", "is", "is_std", "kid", "kid_std"}
+        assert all(math.isfinite(v) for v in figures.values()), figures
+        assert figures["fid"] > 0 and 1 <= figures["is"] <= 10
+    with open(os.path.join(workdir, "eval", "results.json")) as f:
+        assert json.load(f) == results
+    [record] = _eval_records(workdir)
+    assert record["step"] == STEPS
+    assert record["eval/2step/fid"] == results["samplers"]["2step"]["fid"]
+    for sampler in SAMPLERS:
+        names = [f"shard_{k:05d}.npz" for k in range(4)]
+        assert sorted(_shards(workdir, sampler)) == names + ["spec.json"]
+        for name, size in zip(names, [SHARD] * 3 + [NUM - 3 * SHARD], strict=True):
+            with np.load(os.path.join(workdir, "eval", sampler, name)) as data:
+                assert data["samples"].dtype == np.uint8
+                assert data["samples"].shape == (size, 8, 8, 1)
+
+
+def test_killed_eval_resumes_at_the_first_missing_shard_with_identical_figures(
+    run, evaluated, tmp_path, monkeypatch
+):
+    workdir = _copy(run, tmp_path / "run")
+    calls = _count_draws(monkeypatch, kill_after=5)  # onestep shards 0, 1 and half of shard 2
+    with pytest.raises(Killed):
+        evaluate.evaluate(tiny_config(), workdir)
+    before = _shards(workdir, "onestep")
+    assert sorted(before) == ["shard_00000.npz", "shard_00001.npz", "spec.json"]  # no half shard
+    assert not os.path.exists(os.path.join(workdir, "eval", "results.json"))
+    assert not _eval_records(workdir)
+
+    calls = _count_draws(monkeypatch)
+    results = evaluate.evaluate(tiny_config(), workdir)
+    assert calls == list(range(4, 8)) + list(range(8))  # onestep batches 4..7, every 2step batch
+    assert {k: v for k, v in _shards(workdir, "onestep").items() if k in before} == before
+    assert results["samplers"] == evaluated[1]["samplers"]
+
+    calls = _count_draws(monkeypatch)
+    assert evaluate.evaluate(tiny_config(), workdir)["samplers"] == results["samplers"]
+    assert not calls  # every shard present: nothing drawn
+
+
+def test_shards_of_another_config_are_drawn_anew(run, evaluated, tmp_path, monkeypatch):
+    workdir = _copy(evaluated[0], tmp_path / "run")
+    config = tiny_config()
+    config.seed = 1
+    calls = _count_draws(monkeypatch)
+    results = evaluate.evaluate(config, workdir)
+    assert len(calls) == len(SAMPLERS) * 8
+    assert results["samplers"]["onestep"]["fid"] != evaluated[1]["samplers"]["onestep"]["fid"]
+
+
+def test_reference_statistics_of_the_training_split(tmp_path, monkeypatch):
+    features_fn = load_digits_features()
+    reference = evaluate.reference_statistics(tiny_config(), "digits", features_fn, str(tmp_path))
+    source = images.digits_source(0)
+    data = np.stack([source[i]["image"] for i in range(len(source))])
+    features = extract_features([data], features_fn)[0]
+    assert frechet_distance(*feature_statistics(features), reference.mu, reference.sigma) < 1e-6
+    np.testing.assert_allclose(
+        np.sort(reference.features, axis=0), np.sort(features, axis=0), rtol=1e-5, atol=1e-5
+    )
+    monkeypatch.setattr(evaluate, "build_dataset", mock.Mock(side_effect=AssertionError))
+    cached = evaluate.reference_statistics(tiny_config(), "digits", features_fn, str(tmp_path))
+    assert os.path.exists(tmp_path / "eval" / "reference_stats_digits.npz")
+    np.testing.assert_array_equal(cached.sigma, reference.sigma)
+
+
+def test_missing_inception_weights_fail_before_anything_is_written(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CONSISTENCY_JAX_CACHE", str(cache))
+    weights = dataclasses.replace(inception.FID_INCEPTION_WEIGHTS, url=UNREACHABLE)
+    monkeypatch.setattr(inception, "FID_INCEPTION_WEIGHTS", weights)
+    config = tiny_config()
+    config.data.name = "cifar10"
+    config.eval.feature_net = "inception"
+    workdir = tmp_path / "run"
+    with (
+        tfds.testing.mock_data(num_examples=40),
+        mock.patch.object(tfds.core.DatasetBuilder, "is_prepared", return_value=True),
+        pytest.raises(WeightsUnavailableError, match=f"copy it to {cache}/pt_inception-2015-12-05"),
+    ):
+        evaluate.evaluate(config, str(workdir))
+    assert not workdir.exists()
+    assert not any(cache.iterdir())  # no partial download
+
+
+@pytest.mark.parametrize(
+    "name, data_name, shape, expected",
+    [
+        ("auto", "digits", (8, 8, 1), "digits"),
+        ("auto", "mnist_16", (16, 16, 1), "digits"),
+        ("auto", "cifar10", (32, 32, 3), "inception"),
+        ("digits", "digits", (16, 16, 1), "digits"),
+        ("auto", "mnist", (28, 28, 1), "no network"),
+        ("inception", "digits", (8, 8, 1), "takes 3-channel"),
+        ("digits", "cifar10", (32, 32, 3), "takes 1-channel"),
+        ("fid", "cifar10", (32, 32, 3), "not known"),
+        ("auto", "gmm2d", (2,), "evaluates image runs"),
+    ],
+)
+def test_feature_net_name(name, data_name, shape, expected):
+    if expected in evaluate.FEATURE_NETS:
+        assert evaluate.feature_net_name(name, data_name, shape) == expected
+    else:
+        with pytest.raises(ConfigError, match=expected):
+            evaluate.feature_net_name(name, data_name, shape)
+
+
+def test_shards_must_hold_whole_batches():
+    config = tiny_config()
+    config.eval.shard_size = 60
+    with pytest.raises(ConfigError, match="multiple of config.eval.batch_size"):
+        evaluate.validate_eval(config, images.digits_info(0))
