@@ -4,9 +4,10 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from consistency_jax import ode
-from consistency_jax.schedules import karras_sigmas
+from consistency_jax.schedules import karras_sigma, karras_sigmas
 
 ConsistencyFn = Callable[[jax.Array, jax.Array], jax.Array]  # f(x, t) -> x0_hat
 
@@ -43,6 +44,16 @@ def multistep_sample(
         x = x0 + jnp.sqrt(tau**2 - sigma_min**2) * noise
         x0 = f(x, jnp.float32(tau))
     return jnp.clip(x0, -1, 1) if clip else x0
+
+
+def grid_sigmas(
+    indices: Sequence[int], num_scales: int, sigma_min: float, sigma_max: float, rho: float
+) -> tuple[float, ...]:
+    """Multistep sigmas from indices into an N-point Karras grid, as the CM code's `ts` (e.g.
+    (0, 11, 17) of 18: sigma_max, 0.585); a final sigma_min entry adds no noise and is dropped."""
+    sigmas = [float(karras_sigma(i, num_scales, sigma_min, sigma_max, rho)) for i in indices]
+    at_boundary = sigmas and sigmas[-1] <= float(np.float32(sigma_min))
+    return tuple(sigmas[:-1] if at_boundary else sigmas)
 
 
 def teacher_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float) -> jax.Array:
