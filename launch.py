@@ -1,22 +1,42 @@
-"""Entry point: python launch.py --config=configs/X.py --workdir=DIR [--mode=train|sample].
+"""Entry point: python launch.py --config=configs/X.py --workdir=DIR [--mode=train|sample|eval].
 
 Any config key can be overridden: --config.optim.lr=2e-4.
+Several processes (one per host): jax.distributed is initialised from --coordinator,
+--num_processes and --process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+JAX_PROCESS_ID), or detected under SLURM, Open MPI and on Cloud TPU VMs. Every process runs
+the same command; process 0 alone logs and writes files other than checkpoints.
 """
 
+import os
 import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from consistency_jax import checkpoint, train
+from consistency_jax import checkpoint, evaluate, parallel, train
 from consistency_jax.config_checks import ConfigError
 from consistency_jax.data import DatasetUnavailableError, data_info
+from consistency_jax.evaluation import WeightsUnavailableError
 from consistency_jax.networks import build_network
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory of the run: checkpoints, config, metrics, samples.")
-flags.DEFINE_enum("mode", "train", ["train", "sample"], "train (resumes automatically) or sample.")
+flags.DEFINE_enum(
+    "mode", "train", ["train", "sample", "eval"],
+    "train (resumes automatically), sample (from the latest checkpoint), or eval (FID/IS/KID).",
+)
+flags.DEFINE_string(
+    "coordinator", os.environ.get("JAX_COORDINATOR_ADDRESS"), "HOST:PORT of process 0 (multi-process)."
+)
+flags.DEFINE_integer(
+    "num_processes", int(os.environ["JAX_NUM_PROCESSES"]) if "JAX_NUM_PROCESSES" in os.environ else None,
+    "Number of processes (multi-process; 1 or unset: one process unless SLURM/MPI/TPU says more).",
+)
+flags.DEFINE_integer(
+    "process_id", int(os.environ["JAX_PROCESS_ID"]) if "JAX_PROCESS_ID" in os.environ else None,
+    "This process's index, 0 .. num_processes - 1 (multi-process).",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -27,6 +47,9 @@ USER_ERRORS = (
     train.TeacherNotFoundError,
     train.NonFiniteLossError,
     checkpoint.CheckpointNotFoundError,
+    checkpoint.CheckpointUnreadableError,
+    checkpoint.CheckpointSaveError,
+    WeightsUnavailableError,
 )
 
 
@@ -43,17 +66,31 @@ def sample(config, workdir: str) -> None:
         logging.info("%s samples: %s", name, path)
 
 
+def init_distributed() -> None:
+    """Join the other processes of the run, if there are any (before any other use of jax)."""
+    args = parallel.distributed_args(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+    if args is None:
+        return
+    # Collectives between processes on the CPU backend (without them: "Multiprocess computations
+    # aren't implemented on the CPU backend"); GPU and TPU backends have their own.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**args)
+
+
 def main(argv) -> None:
     del argv
-    logging.set_verbosity(logging.INFO)
-    logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
     jax.config.update("jax_threefry_partitionable", True)
     config = FLAGS.config
     try:
+        init_distributed()
+        logging.set_verbosity(logging.INFO if parallel.is_main_process() else logging.WARNING)
+        logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
         if FLAGS.mode == "train":
             train.train(config, FLAGS.workdir)
-        else:
+        elif FLAGS.mode == "sample":
             sample(config, FLAGS.workdir)
+        else:
+            evaluate.evaluate(config, FLAGS.workdir)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -78,9 +78,16 @@ def get_config() -> ml_collections.ConfigDict:
     t.num_steps = 2000
     t.ema_rate = 0.999  # sampling EMA of the online parameters (separate from the target)
     t.log_every = 100
-    t.ckpt_every = 1000
+    t.ckpt_every = 1000  # also saved at the last step, and at the next step after a SIGTERM
+    t.ckpt_keep = 3  # keep the latest this many checkpoints
+    t.ckpt_keep_every = 0  # and keep every checkpoint at a multiple of this step for good (0: none)
     t.sample_every = 0  # 0: samples only at the end
     t.nan_policy = "stop"  # stop: a non-finite loss stops the run naming the step
+
+    # --- devices ('data' x 'fsdp' mesh over all devices of all processes) ------------------
+    c.parallel = q = ml_collections.ConfigDict()
+    q.fsdp = 1  # devices sharding params and optimizer state (1: data parallel only; -1: all)
+    q.fsdp_min_size = 2**14  # under fsdp, arrays with fewer elements stay replicated
 
     # --- sampling ----------------------------------------------------------------------
     c.sample = s = ml_collections.ConfigDict()

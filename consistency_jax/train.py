@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.sharding import Mesh
 
-from consistency_jax import checkpoint, config_checks, generate
+from consistency_jax import checkpoint, config_checks, generate, parallel
 from consistency_jax.data import DataInfo, build_dataset, data_info
 from consistency_jax.networks import build_network
 from consistency_jax.objectives import make_objective
@@ -48,8 +49,7 @@ def _example(info: DataInfo) -> jax.Array:
     return jnp.zeros((1, *info.shape), jnp.float32)
 
 
-def abstract_state(config: ml_collections.ConfigDict, model: nn.Module, info: DataInfo) -> TrainState:
-    """Shapes of the train state a run of `config` keeps, without allocating it."""
+def _state_shapes(config: ml_collections.ConfigDict, model: nn.Module, info: DataInfo) -> TrainState:
     objective = make_objective(config, model, model, int(np.prod(info.shape)))
     optimizer = make_optimizer(config.optim)
     num_classes = _num_classes(config, info)
@@ -59,8 +59,28 @@ def abstract_state(config: ml_collections.ConfigDict, model: nn.Module, info: Da
     )
 
 
-def load_teacher(config: ml_collections.ConfigDict, info: DataInfo) -> Teacher:
-    """The EDM teacher's EMA parameters from config.objective.teacher_workdir; fails, naming the fix."""
+def _on_mesh(shapes: TrainState, parallel_cfg: ml_collections.ConfigDict, mesh: Mesh) -> TrainState:
+    return parallel.with_shardings(shapes, parallel.tree_shardings(shapes, mesh, parallel_cfg.fsdp_min_size))
+
+
+def abstract_state(
+    config: ml_collections.ConfigDict, model: nn.Module, info: DataInfo, mesh: Mesh | None = None
+) -> TrainState:
+    """Shapes, dtypes and shardings of the train state a run of `config` keeps, nothing allocated.
+
+    The shardings are on `mesh` (default: the mesh config.parallel makes of the devices at
+    hand): the target that checkpoint.restore restores onto, whatever mesh the run was saved on.
+    """
+    mesh = mesh or parallel.make_mesh(config.parallel)
+    return _on_mesh(_state_shapes(config, model, info), config.parallel, mesh)
+
+
+def load_teacher(config: ml_collections.ConfigDict, info: DataInfo, mesh: Mesh | None = None) -> Teacher:
+    """The EDM teacher's EMA parameters from config.objective.teacher_workdir; fails, naming the fix.
+
+    They are restored onto `mesh` (default: config.parallel's) with this run's sharding rules,
+    whatever mesh the teacher was trained on.
+    """
     workdir = config.objective.teacher_workdir
     fix = (
         f"Train the teacher first (python launch.py --config=<its EDM config> --workdir={workdir}) "
@@ -82,9 +102,10 @@ def load_teacher(config: ml_collections.ConfigDict, info: DataInfo) -> Teacher:
                 f"this run has {config[section][name]!r}: set them equal."
             )
     model = build_network(tconfig.network, _num_classes(tconfig, info))
+    mesh = mesh or parallel.make_mesh(config.parallel)
     manager = checkpoint.make_manager(workdir)
     try:
-        state = checkpoint.restore(manager, abstract_state(tconfig, model, info))
+        state = checkpoint.restore(manager, _on_mesh(_state_shapes(tconfig, model, info), config.parallel, mesh))
     except checkpoint.CheckpointNotFoundError:
         raise TeacherNotFoundError(f"The teacher run {workdir!r} has no checkpoint. {fix}") from None
     finally:
@@ -94,10 +115,12 @@ def load_teacher(config: ml_collections.ConfigDict, info: DataInfo) -> Teacher:
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Save the resolved config, or check that the one already there can be resumed with."""
+    """Save the resolved config (process 0), or check that the one already there can be resumed with."""
     path = os.path.join(workdir, "config.json")
     if os.path.exists(path):
         config_checks.check_resumable(config, path)
+    if not parallel.is_main_process():
+        return
     os.makedirs(workdir, exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -112,7 +135,8 @@ def _format_eta(seconds: float) -> str:
 
 
 class MetricsLog:
-    """Collects per-step metrics on device; on flush checks finiteness, appends JSONL and prints."""
+    """Collects per-step metrics on device; on flush checks finiteness, and (process 0) appends
+    JSONL and prints. Every process checks, so all stop at the same step."""
 
     def __init__(self, workdir: str, total_steps: int, nan_policy: str, manager):
         self.path = os.path.join(workdir, "metrics.jsonl")
@@ -125,6 +149,11 @@ class MetricsLog:
             self.step0 = step
         self.pending.append((step, metrics))
 
+    def _last_checkpoint(self) -> str:
+        step = self.manager.latest_step()
+        where = self.manager.directory
+        return f"step {step} in {where}" if step is not None else f"none yet in {where}"
+
     def flush(self) -> None:
         if not self.pending:
             return
@@ -135,10 +164,11 @@ class MetricsLog:
         if bad and self.nan_policy == "stop":
             raise NonFiniteLossError(
                 f"The loss or gradient became non-finite at step {bad[0] + 1}; its update was not "
-                f"applied. Last checkpoint: step {self.manager.latest_step()} in "
-                f"{self.manager.directory}. Lower optim.lr, set optim.grad_clip, or set "
-                "train.nan_policy=skip to skip such steps."
+                f"applied. Last good checkpoint: {self._last_checkpoint()}. Lower optim.lr, set "
+                "optim.grad_clip, or set train.nan_policy=skip to skip such steps."
             )
+        if not parallel.is_main_process():
+            return
         now = time.perf_counter()
         rate = (steps[-1] + 1 - self.step0) / max(now - self.t0, 1e-9)
         last = {k: float(v) for k, v in host[-1].items()}
@@ -154,70 +184,101 @@ class MetricsLog:
 
 
 def write_samples(config, workdir: str, model: nn.Module, params, info: DataInfo, tag: str = "") -> dict:
-    """Every configured sampler's samples at `params`, as workdir/samples/<name><tag>.npz; paths."""
+    """Every configured sampler's samples at `params`, as workdir/samples/<name><tag>.npz; paths.
+
+    Every process takes part: each sampling batch is split over the devices of config.parallel's
+    mesh (config.sample.batch_size must divide by the device count); process 0 writes the files.
+    """
+    mesh = parallel.make_mesh(config.parallel)
+    parallel.check_batch_size("sample.batch_size", config.sample.batch_size, mesh)
     key = jax.random.fold_in(jax.random.key(config.seed), 2)
-    reference = None
-    if len(info.shape) == 1:
-        it, _ = build_dataset(config.data, seed=config.seed)
-        reference = next(it)["x"]
+    reference = _reference(config, info) if parallel.is_main_process() else None
     paths = {}
     for name in generate.sampler_names(config):
         sampler = generate.make_sampler(config, model, name, info.shape)
-        samples = generate.generate(sampler, params, key, config.sample.num_samples)
-        paths[name] = generate.write_samples(workdir, name + tag, samples, reference)
+        sharded = jax.jit(sampler, out_shardings=parallel.batch_sharding(mesh))
+        samples = generate.generate(parallel.gathered(sharded), params, key, config.sample.num_samples)
+        if parallel.is_main_process():
+            paths[name] = generate.write_samples(workdir, name + tag, samples, reference)
     return paths
 
 
+def _reference(config: ml_collections.ConfigDict, info: DataInfo) -> np.ndarray | None:
+    """A batch of the data, plotted beside samples of vector data."""
+    if len(info.shape) != 1:
+        return None
+    return next(build_dataset(config.data, seed=config.seed)[0])["x"]
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-    """Train `config` in `workdir`, resuming from its latest checkpoint; write samples at the end."""
+    """Train `config` in `workdir`, resuming from its latest checkpoint; write samples at the end.
+
+    On SIGTERM (preemption) it saves a checkpoint at the next step and returns that state
+    early, without samples; rerunning the same command resumes exactly where it stopped.
+    """
     config_checks.validate(config)
+    t = config.train
+    mesh = parallel.make_mesh(config.parallel)
+    parallel.check_batch_size("data.batch_size", config.data.batch_size, mesh)
+    parallel.check_batch_size("sample.batch_size", config.sample.batch_size, mesh)
     info = data_info(config.data)
-    teacher = None
-    if config.objective.name == "cd":
-        teacher = load_teacher(config, info)
+    teacher = load_teacher(config, info, mesh) if config.objective.name == "cd" else None
     dim = int(np.prod(info.shape))
     model = build_network(config.network, _num_classes(config, info))
     objective = make_objective(config, model, teacher.model if teacher else None, dim)
     write_config(config, workdir)  # only once every input has been checked
     optimizer = make_optimizer(config.optim)
     key = jax.random.key(config.seed)
-    manager = checkpoint.make_manager(workdir)
+    target = abstract_state(config, model, info, mesh)
+    shardings = jax.tree.map(lambda a: a.sharding, target)
+    manager = checkpoint.make_manager(workdir, keep=t.ckpt_keep, keep_every=t.ckpt_keep_every)
     data_iter, _ = build_dataset(
         config.data, seed=config.seed, process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
     if manager.latest_step() is not None:
-        state = checkpoint.restore(manager, abstract_state(config, model, info), data_iter)
+        state = checkpoint.restore(manager, target, data_iter)
+        checkpoint.set_aside_newer(manager, workdir, int(state.step))
         logging.info("Resumed from step %d in %s.", int(state.step), workdir)
     else:
-        state = initial_state(config, model, objective, optimizer, info, key, teacher)
+        state = initial_state(config, model, objective, optimizer, info, key, teacher, shardings)
     train_step = make_train_step(
-        objective, optimizer, config.train.ema_rate, teacher.params if teacher else None
+        objective, optimizer, t.ema_rate, teacher.params if teacher else None,
+        shardings=(shardings, parallel.replicated(mesh)),
     )
-    log = MetricsLog(workdir, config.train.num_steps, config.train.nan_policy, manager)
+    log = MetricsLog(workdir, t.num_steps, t.nan_policy, manager)
     train_key = jax.random.fold_in(key, 1)
-    t = config.train
     try:
-        for step in range(int(state.step), t.num_steps):
-            batch = next(data_iter)
-            state, metrics = train_step(state, batch, jax.random.fold_in(train_key, step))
-            log.add(step, metrics)
-            done = step + 1
-            if done % t.log_every == 0 or done % t.ckpt_every == 0 or done == t.num_steps:
-                log.flush()
-            if done % t.ckpt_every == 0 or done == t.num_steps:
-                checkpoint.save(manager, state, data_iter)
-            if t.sample_every and done % t.sample_every == 0 and done != t.num_steps:
-                write_samples(config, workdir, model, state.ema_params, info, tag=f"_{done:07d}")
+        with checkpoint.Preemption() as preemption:
+            for step in range(int(state.step), t.num_steps):
+                batch = parallel.shard_batch(next(data_iter), mesh)
+                state, metrics = train_step(state, batch, jax.random.fold_in(train_key, step))
+                log.add(step, metrics)
+                done = step + 1
+                preempted = preemption.reached(done)
+                save = done % t.ckpt_every == 0 or done == t.num_steps or preempted
+                if save or done % t.log_every == 0:
+                    log.flush()
+                if save:
+                    checkpoint.save(manager, state, data_iter)
+                if preempted:
+                    logging.warning(
+                        "Stopped at step %d on request; rerun the same command to resume.", done
+                    )
+                    return state
+                if t.sample_every and done % t.sample_every == 0 and done != t.num_steps:
+                    write_samples(config, workdir, model, state.ema_params, info, tag=f"_{done:07d}")
     finally:
-        manager.wait_until_finished()
-        manager.close()
+        checkpoint.finish(manager)
     write_samples(config, workdir, model, state.ema_params, info)
     return state
 
 
-def initial_state(config, model, objective, optimizer, info: DataInfo, key, teacher: Teacher | None) -> TrainState:
-    """Step-0 state: fresh parameters, or the teacher's EMA parameters for a CD student."""
+def initial_state(
+    config, model, objective, optimizer, info: DataInfo, key, teacher: Teacher | None, shardings=None
+) -> TrainState:
+    """Step-0 state, created already laid out as `shardings`: fresh parameters, or the teacher's
+    EMA parameters for a CD student."""
     init = lambda k: init_params(model, k, _example(info), _num_classes(config, info))  # noqa: E731
     if teacher is not None and config.objective.init_from_teacher:
         shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)  # noqa: E731
@@ -227,5 +288,8 @@ def initial_state(config, model, objective, optimizer, info: DataInfo, key, teac
                 "teacher's parameter shapes; make config.network match the teacher's or set "
                 "objective.init_from_teacher=False."
             )
-        return create_train_state(jax.tree.map(jnp.copy, teacher.params), optimizer, objective)
-    return create_train_state(init(jax.random.fold_in(key, 0)), optimizer, objective)
+        create = lambda params: create_train_state(params, optimizer, objective)  # noqa: E731
+        # Copies: the train step donates the state, and the teacher's parameters must survive.
+        return jax.jit(create, out_shardings=shardings)(jax.tree.map(jnp.copy, teacher.params))
+    create = lambda k: create_train_state(init(jax.random.fold_in(k, 0)), optimizer, objective)  # noqa: E731
+    return jax.jit(create, out_shardings=shardings)(key)

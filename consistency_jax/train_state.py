@@ -80,18 +80,27 @@ def make_train_step(
     ema_rate: float,
     teacher_params: PyTree | None = None,
     skip_nonfinite: bool = True,
+    shardings: tuple[PyTree, jax.sharding.Sharding] | None = None,
 ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
     """The jitted, state-donating `train_step(state, batch, rng) -> (state, metrics)`.
 
     The target (if any) and sampling EMA are updated from the post-step parameters. A step whose
     loss or gradient is not finite leaves the state unchanged (metrics['finite'] = 0) when
     `skip_nonfinite`, so the loop can stop or skip without a corrupted state.
+    On a mesh the state, teacher and batch arrive placed (the batch split over the devices) and
+    `shardings` = (the state's shardings, a replicated sharding of the mesh): the new state keeps
+    the old one's layout, the metrics and the distance's variables are replicated, and XLA
+    inserts the gradient reductions.
     """
+    frozen = objective.frozen_inputs(teacher_params)
+    state_shardings, replicated = shardings or (None, None)
+    if replicated is not None:
+        frozen = {**frozen, **jax.device_put(objective.frozen, replicated)}
 
-    def step_fn(state: TrainState, batch: dict, rng: jax.Array, teacher: PyTree) -> tuple:
+    def step_fn(state: TrainState, batch: dict, rng: jax.Array, frozen: dict) -> tuple:
         grad_fn = jax.value_and_grad(objective.loss, has_aux=True)
         (loss, metrics), grads = grad_fn(
-            state.params, state.target_params, teacher, batch, rng, state.step
+            state.params, state.target_params, frozen, batch, rng, state.step
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -112,5 +121,5 @@ def make_train_step(
         metrics = dict(metrics, grad_norm=optax.global_norm(grads), finite=finite.astype(jnp.float32))
         return new, metrics
 
-    jitted = jax.jit(step_fn, donate_argnums=(0,))
-    return lambda state, batch, rng: jitted(state, batch, rng, teacher_params)
+    jitted = jax.jit(step_fn, donate_argnums=(0,), out_shardings=(state_shardings, replicated))
+    return lambda state, batch, rng: jitted(state, batch, rng, frozen)
