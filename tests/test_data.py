@@ -6,12 +6,13 @@ from unittest import mock
 import grain
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
-from etils import epath
 
 from configs.default import get_config
 from consistency_jax.data import DatasetUnavailableError, build_dataset, data_info, images
+from consistency_jax.data.pipeline import ArraySource, array_batches
 from consistency_jax.data.toy import toy_points
 
 
@@ -79,25 +80,74 @@ def test_processes_read_disjoint_shards(process_count):
     examples = [tuple(p) for batches in per_process for b in batches for p in b["x"]]
     assert all(len(b["x"]) == 60 // process_count for batches in per_process for b in batches)
     assert len(examples) == len(set(examples)) == 600
-    # Each step's global batch is the single-process batch of that step.
-    single = take(build_dataset(cfg, seed=1)[0], steps)
-    for step in range(steps):
-        global_batch = np.concatenate([per_process[p][step]["x"] for p in range(process_count)])
-        assert {tuple(p) for p in global_batch} == {tuple(p) for p in single[step]["x"]}
 
 
+@pytest.mark.parametrize(
+    "overrides", [dict(name="moons2d", num_points=1000), dict(name="digits", random_flip=True)]
+)
+def test_global_batch_is_the_same_on_any_process_count(overrides):
+    cfg = data_cfg(batch_size=240, **overrides)
+    steps = 9  # past an epoch boundary inside a batch (1797 digits = 7.5 global batches)
+    single = take(build_dataset(cfg, seed=4)[0], steps)
+    for process_count in (2, 3, 4):
+        shares = [
+            take(build_dataset(cfg, seed=4, process_index=p, process_count=process_count)[0], steps)
+            for p in range(process_count)
+        ]
+        for step in range(steps):
+            assert all(len(share[step]["x"]) == 240 // process_count for share in shares)
+            merged = {k: np.concatenate([share[step][k] for share in shares]) for k in single[step]}
+            assert_same_batches([merged], [single[step]])
+
+
+def test_each_epoch_is_a_new_permutation_with_new_draws():
+    """The stream runs through every example once per epoch, reshuffled and re-augmented each
+    epoch, also when an epoch is not a whole number of batches."""
+    n, batch_size = 250, 40
+    ds = array_batches(
+        ArraySource({"i": np.arange(n)}),
+        prepare=None,
+        augment=lambda batch, u: {**batch, "u": u},  # records the draws
+        seed=0,
+        batch_size=batch_size,
+        process_index=0,
+        process_count=1,
+    )
+    batches = take(iter(ds), -(-3 * n // batch_size))
+    order = np.concatenate([b["i"] for b in batches])[: 3 * n].reshape(3, n)
+    draws = np.concatenate([b["u"] for b in batches])[: 3 * n].reshape(3, n)
+    for epoch in range(3):
+        np.testing.assert_array_equal(np.sort(order[epoch]), np.arange(n))
+        draws[epoch] = draws[epoch][np.argsort(order[epoch])]  # by example
+    for a, b in itertools.combinations(range(3), 2):
+        assert not np.array_equal(order[a], order[b])
+        assert 0.35 < np.mean((draws[a] < 0.5) == (draws[b] < 0.5)) < 0.65  # independent flips
+    assert np.all((0 <= draws) & (draws < 1))
+
+
+@pytest.mark.parametrize("process_index, process_count", [(0, 1), (1, 2)])
 @pytest.mark.parametrize(
     "overrides",
     [dict(name="gmm2d", num_points=300), dict(name="digits", image_size=12, random_flip=True)],
 )
-def test_restored_iterator_continues_exactly(overrides, tmp_path):
+def test_restored_iterator_continues_exactly(overrides, process_index, process_count, tmp_path):
     cfg = data_cfg(batch_size=64, **overrides)
-    it, _ = build_dataset(cfg, seed=5)
+    share = {"process_index": process_index, "process_count": process_count}
+    it, _ = build_dataset(cfg, seed=5, **share)
     take(it, 7)  # past an epoch boundary for the toy set
-    grain.checkpoint.CheckpointHandler().save(epath.Path(tmp_path), item=it)  # orbax's format
+    state = it.get_state()
+    assert state == {"next_index": 7}  # the position is the step
+    with ocp.CheckpointManager(tmp_path) as manager:  # as checkpoint.save stores it
+        manager.save(7, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it)))
+        manager.wait_until_finished()
     expected = take(it, 8)
-    fresh, _ = build_dataset(cfg, seed=5)
-    restored = grain.checkpoint.CheckpointHandler().restore(epath.Path(tmp_path), item=fresh)
+    fresh, _ = build_dataset(cfg, seed=5, **share)
+    fresh.set_state(state)
+    assert_same_batches(take(fresh, 8), expected)
+    restored, _ = build_dataset(cfg, seed=5, **share)
+    with ocp.CheckpointManager(tmp_path) as manager:
+        restore = ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(restored))
+        manager.restore(7, args=restore)
     assert_same_batches(take(restored, 8), expected)
 
 
@@ -110,6 +160,16 @@ def test_random_flip_mirrors_some_images():
     unchanged = np.array([np.array_equal(f, p) for f, p in zip(flipped, plain)])
     assert np.all(mirrored | unchanged)
     assert 50 < np.sum(mirrored & ~unchanged) < 150
+
+
+def test_random_flip_of_a_batch_flips_each_image_as_alone():
+    """One flip serves both paths: a batch with a draw per image, or one image with its draw."""
+    x = np.random.default_rng(0).random((6, 4, 5, 3)).astype(np.float32)
+    u = np.array([0.1, 0.7, 0.4, 0.9, 0.5, 0.0])
+    flipped = images.random_flip({"x": x}, u)["x"]
+    for image, draw, batched in zip(x, u, flipped):
+        np.testing.assert_array_equal(batched, image[:, ::-1] if draw < 0.5 else image)
+        np.testing.assert_array_equal(images.random_flip({"x": image}, draw)["x"], batched)
 
 
 @pytest.fixture

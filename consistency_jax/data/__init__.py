@@ -1,4 +1,4 @@
-"""Data sets behind one grain pipeline: toy 2-D points, scikit-learn digits, any TFDS data set.
+"""Data sets behind grain pipelines: toy 2-D points, scikit-learn digits, any TFDS data set.
 
     it, info = build_dataset(cfg.data, seed=cfg.seed, process_index=jax.process_index(),
                              process_count=jax.process_count())
@@ -6,12 +6,20 @@
     state = it.get_state(); ...; it.set_state(state)  # resumes exactly
 """
 
+import functools
+
 import grain
 import ml_collections
 
 from consistency_jax.data import images, toy
 from consistency_jax.data.images import DatasetUnavailableError
-from consistency_jax.data.pipeline import ArraySource, DataInfo, local_batch_size, make_pipeline
+from consistency_jax.data.pipeline import (
+    ArraySource,
+    DataInfo,
+    array_batches,
+    local_batch_size,
+    record_batches,
+)
 
 __all__ = ["DataInfo", "DatasetUnavailableError", "build_dataset", "data_info"]
 
@@ -43,22 +51,29 @@ def build_dataset(
     every process) fixes the order and the flips.
     """
     info = data_info(cfg)
-    batch_size = local_batch_size(cfg.batch_size, process_count)
+    share = {
+        "seed": seed,
+        "batch_size": local_batch_size(cfg.batch_size, process_count),
+        "process_index": process_index,
+        "process_count": process_count,
+    }
+    labelled = info.num_classes > 0
+    augment = images.random_flip if cfg.random_flip else None
     if cfg.name in toy.TOY_DATASETS:
         source = ArraySource({"x": toy.toy_points(cfg.name, cfg.num_points, seed)})
-        preprocess, augment, num_threads = None, None, 1
+        ds = array_batches(source, prepare=None, augment=None, **share)
+    elif cfg.name == images.DIGITS:
+        source = images.digits_source(cfg.image_size)
+        prepare = functools.partial(images.to_example, labelled=labelled)
+        ds = array_batches(source, prepare=prepare, augment=augment, **share)
     else:
-        source, num_threads = images.image_source(cfg), images.num_threads(cfg.name)
-        preprocess = images.preprocessor(cfg.image_size, labelled=info.num_classes > 0)
-        augment = images.random_flip if cfg.random_flip else None
-    ds = make_pipeline(
-        source,
-        preprocess=preprocess,
-        augment=augment,
-        seed=seed,
-        batch_size=batch_size,
-        process_index=process_index,
-        process_count=process_count,
-        num_threads=num_threads,
-    )
+        source = images.tfds_source(cfg.name, cfg.split, cfg.tfds_data_dir)
+        preprocess = images.tfds_preprocessor(cfg.image_size, labelled)
+        ds = record_batches(
+            source,
+            preprocess=preprocess,
+            augment=augment,
+            num_threads=images.TFDS_READ_THREADS,
+            **share,
+        )
     return iter(ds), info

@@ -1,7 +1,8 @@
 """Image data sets: scikit-learn's embedded digits, and TFDS data sets read as array_record.
 
-Both yield records {"image": uint8 [H, W, C], "label": int}; one preprocessor turns them into
-{"x": float32 [H, W, C] in [-1, 1], "label": int32}.
+Both yield records {"image": uint8 [H, W, C], "label": int}; `to_example` turns a record, or a
+batch of them, into {"x": float32 [..., H, W, C] in [-1, 1], "label": int32}. The digits are held
+in memory (resized once, batched whole); TFDS records are decoded and resized one at a time.
 """
 
 import contextlib
@@ -13,7 +14,6 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
@@ -24,7 +24,7 @@ from consistency_jax.data.pipeline import ArraySource, DataInfo, Example
 
 DIGITS = "digits"
 _DIGITS_INFO = DataInfo(shape=(8, 8, 1), num_classes=10, num_examples=1797)
-_TFDS_READ_THREADS = 8  # threads decoding TFDS records (PIL releases the GIL while decoding)
+TFDS_READ_THREADS = 8  # threads decoding TFDS records (PIL releases the GIL while decoding)
 _PROBE_TIMEOUT_S = 10  # connecting to a download host before preparing
 _NETWORK_TIMEOUT_S = 60  # a stalled connection while preparing fails instead of hanging
 
@@ -54,24 +54,30 @@ def to_unit_range(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32) / 127.5 - 1.0
 
 
-def preprocessor(image_size: int, labelled: bool) -> Callable[[dict[str, Any]], Example]:
-    """The per-record map: optional resize to `image_size` (0 keeps the size), scale, label."""
+def to_example(record: dict[str, Any], labelled: bool) -> Example:
+    """A record {"image": uint8, "label"} (or a batch of them) -> {"x": float32 in [-1, 1],
+    "label": int32}."""
+    example = {"x": to_unit_range(record["image"])}
+    if labelled:
+        example["label"] = np.asarray(record["label"], np.int32)
+    return example
+
+
+def tfds_preprocessor(image_size: int, labelled: bool) -> Callable[[dict[str, Any]], Example]:
+    """The per-record map of TFDS records: resize to `image_size` (0 keeps the size), to_example."""
 
     def preprocess(record: dict[str, Any]) -> Example:
         image = resize(record["image"], image_size) if image_size else record["image"]
-        example = {"x": to_unit_range(image)}
-        if labelled:
-            example["label"] = np.int32(record["label"])
-        return example
+        return to_example({**record, "image": image}, labelled)
 
     return preprocess
 
 
-def random_flip(example: Example, rng: np.random.Generator) -> Example:
-    """Mirror the image left-right with probability 1/2."""
-    if rng.random() < 0.5:
-        return {**example, "x": example["x"][:, ::-1]}
-    return example
+def random_flip(example: Example, u: np.ndarray | float) -> Example:
+    """Mirror left-right the images whose uniform draw `u` is below 1/2: one example [H, W, C]
+    with a scalar `u`, or a batch [B, H, W, C] with `u` of shape [B]."""
+    mirrored = np.reshape(np.asarray(u) < 0.5, np.shape(u) + (1, 1, 1))
+    return {**example, "x": np.where(mirrored, example["x"][..., ::-1, :], example["x"])}
 
 
 # --- digits ---------------------------------------------------------------------------------------
@@ -158,7 +164,7 @@ def _prepare(builder: tfds.core.DatasetBuilder) -> None:
         raise _unavailable(name, data_dir, f"preparing failed ({type(e).__name__}: {e})") from e
 
 
-def _tfds_source(name: str, split: str, data_dir: str) -> Any:
+def tfds_source(name: str, split: str, data_dir: str) -> Any:
     """The random-access source of a TFDS split, preparing the data set the first time."""
     try:
         builder = tfds.builder(name, data_dir=data_dir or None, file_format="array_record")
@@ -180,7 +186,7 @@ def _tfds_source(name: str, split: str, data_dir: str) -> Any:
 
 def tfds_info(name: str, split: str, data_dir: str, image_size: int) -> DataInfo:
     """DataInfo of a TFDS image data set (features "image" and, if labelled, "label")."""
-    source = _tfds_source(name, split, data_dir)
+    source = tfds_source(name, split, data_dir)
     features = source.dataset_info.features
     if "image" not in features:
         raise ValueError(f"TFDS data set {name!r} has no 'image' feature; pick an image data set.")
@@ -192,18 +198,3 @@ def tfds_info(name: str, split: str, data_dir: str, image_size: int) -> DataInfo
     label = features["label"] if "label" in features else None
     num_classes = label.num_classes if isinstance(label, tfds.features.ClassLabel) else 0
     return DataInfo(shape=(h, w, c), num_classes=num_classes, num_examples=len(source))
-
-
-# --- dispatch -------------------------------------------------------------------------------------
-
-
-def image_source(cfg: ml_collections.ConfigDict) -> Any:
-    """Random-access records {"image", "label"} of the image data set `cfg.name`."""
-    if cfg.name == DIGITS:
-        return digits_source(cfg.image_size)
-    return _tfds_source(cfg.name, cfg.split, cfg.tfds_data_dir)
-
-
-def num_threads(name: str) -> int:
-    """Reader threads: one for in-memory digits, several for decoding TFDS records."""
-    return 1 if name == DIGITS else _TFDS_READ_THREADS

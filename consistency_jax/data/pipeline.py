@@ -1,11 +1,21 @@
-"""The one grain pipeline every data set goes through.
+"""The grain pipelines: batch-level for in-memory arrays, record-level for TFDS records.
 
-source -> shuffle -> preprocess -> augment -> repeat -> shard by process -> batch -> iterator.
-The iterator's state (`get_state`/`set_state`, or orbax via `grain.checkpoint`) is one integer, so
-a resumed run sees exactly the batches an uninterrupted run would.
+Both cut one stream into global batches: the data set in a seeded order that is reshuffled every
+epoch, repeated endlessly, global batch k holding stream positions [k * B, (k + 1) * B) and each
+process its contiguous share of it, in process order. So each step's global batch is the same on
+any number of processes, no example appears twice within an epoch, and the first epoch is every
+example once. The iterator's state (`get_state`/`set_state`, or orbax via `grain.checkpoint`) is
+one integer, the next step, so a resumed run sees exactly the batches an uninterrupted run would.
+
+`augment(example, u)` (the image flip) gets one uniform draw in [0, 1) per example: record by
+record from `seed`, the record's position and the epoch; batch by batch from `seed` and the step
+for the whole global batch, of which each process takes its share. Either way the draws are
+reproducible, follow from the resumable position, and are new every epoch.
 """
 
 import dataclasses
+import functools
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -13,6 +23,9 @@ import grain
 import numpy as np
 
 Example = dict[str, np.ndarray]
+Augment = Callable[[Example, Any], Example]  # (one example or a batch, uniform draws) -> same
+
+_SHUFFLE, _AUGMENT = 0, 1  # tags that keep the in-memory path's two random streams apart
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +38,7 @@ class DataInfo:
 
 
 class ArraySource:
-    """A random-access source over equally long in-memory arrays: record i is {key: array[i]}."""
+    """Equally long in-memory arrays: source[i] is {key: array[i]}, for an int or an index array."""
 
     def __init__(self, arrays: Mapping[str, np.ndarray]):
         lengths = {len(a) for a in arrays.values()}
@@ -37,7 +50,7 @@ class ArraySource:
     def __len__(self) -> int:
         return self._len
 
-    def __getitem__(self, index: int) -> Example:
+    def __getitem__(self, index: int | np.ndarray) -> Example:
         return {k: a[index] for k, a in self._arrays.items()}
 
 
@@ -51,39 +64,105 @@ def local_batch_size(global_batch_size: int, process_count: int) -> int:
     return global_batch_size // process_count
 
 
-def make_pipeline(
+def _check_share(
+    num_examples: int, batch_size: int, process_index: int, process_count: int
+) -> None:
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} must be in [0, {process_count}).")
+    if num_examples < batch_size * process_count:
+        raise ValueError(
+            f"The data set has {num_examples} examples, fewer than one global batch "
+            f"({batch_size * process_count}); lower data.batch_size."
+        )
+
+
+class _ArrayBatches:
+    """step -> this process's share of that step's global batch of an in-memory ArraySource."""
+
+    def __init__(
+        self,
+        source: ArraySource,
+        prepare: Callable[[Example], Example] | None,
+        augment: Augment | None,
+        seed: int,
+        batch_size: int,
+        process_index: int,
+        process_count: int,
+    ):
+        self._source, self._prepare, self._augment, self._seed = source, prepare, augment, seed
+        self._batch_size, self._global_size = batch_size, batch_size * process_count
+        self._offset = process_index * batch_size  # this share's place in a global batch
+        # Consecutive steps share an epoch; a batch spans at most two.
+        self._permutation = functools.lru_cache(maxsize=2)(self._epoch_permutation)
+
+    def _epoch_permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng((self._seed, _SHUFFLE, epoch)).permutation(len(self._source))
+
+    def __call__(self, step: int) -> Example:
+        n = len(self._source)
+        start = step * self._global_size + self._offset  # stream positions [start, stop)
+        stop = start + self._batch_size
+        epochs = range(start // n, (stop - 1) // n + 1)
+        parts = [self._permutation(e)[max(start - e * n, 0) : stop - e * n] for e in epochs]
+        batch = self._source[np.concatenate(parts)]
+        if self._prepare is not None:
+            batch = self._prepare(batch)
+        if self._augment is not None:
+            draws = np.random.default_rng((self._seed, _AUGMENT, step)).random(self._global_size)
+            batch = self._augment(batch, draws[self._offset : self._offset + self._batch_size])
+        return batch
+
+
+def array_batches(
+    source: ArraySource,
+    *,
+    prepare: Callable[[Example], Example] | None,
+    augment: Augment | None,
+    seed: int,
+    batch_size: int,
+    process_index: int,
+    process_count: int,
+) -> grain.IterDataset:
+    """An endless stream of this process's `batch_size` batches of an in-memory `source`.
+
+    Works a batch at a time: item k of the underlying MapDataset is step k's batch, gathered
+    through the permutation of each epoch its stream positions fall in (np.random.default_rng
+    of `seed` and the epoch; cached), then `prepare`d (a vectorised map of the gathered arrays;
+    None keeps them) and `augment`ed with this process's share of the global batch's draws from
+    a generator seeded by `seed` and k. `seed` must be the same on every process.
+    """
+    _check_share(len(source), batch_size, process_index, process_count)
+    batches = _ArrayBatches(
+        source, prepare, augment, seed, batch_size, process_index, process_count
+    )
+    ds = grain.MapDataset.range(sys.maxsize).map(batches)
+    # One thread overlaps the gather with the train step (which releases the GIL).
+    return ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
+
+
+def record_batches(
     source: Any,
     *,
-    preprocess: Callable[[Any], Example] | None,
-    augment: Callable[[Example, np.random.Generator], Example] | None,
+    preprocess: Callable[[Any], Example],
+    augment: Augment | None,
     seed: int,
     batch_size: int,
     process_index: int,
     process_count: int,
     num_threads: int,
 ) -> grain.IterDataset:
-    """An endless stream of `batch_size` batches of this process's shard of `source`.
+    """An endless stream of this process's `batch_size` batches of a random-access `source`.
 
-    `seed` must be the same on every process: all processes shuffle identically and take the
-    disjoint strided shard `[process_index::process_count]` of the shuffled, repeated stream, so
-    each step's global batch holds distinct examples. `preprocess` maps each record (None: keep
-    it); `augment` also gets a generator seeded by `seed`, the example's position and the epoch,
-    so each epoch is reshuffled and re-augmented, reproducibly.
-    `num_threads` threads prepare batches ahead (one suffices for in-memory sources: it overlaps
-    with the train step, which releases the GIL; more would only contend for it).
+    Works a record at a time, for sources that decode per record (TFDS): grain shuffles (per
+    epoch), `preprocess`es each record, `augment`s it with a draw from a generator seeded by
+    `seed`, the record's position and the epoch, then batches. The stream is cut into blocks of
+    `batch_size` and each process takes every `process_count`-th block from `process_index` on.
+    `seed` must be the same on every process; `num_threads` threads read and decode.
     """
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index={process_index} must be in [0, {process_count}).")
-    if len(source) < batch_size * process_count:
-        raise ValueError(
-            f"The data set has {len(source)} examples, fewer than one global batch "
-            f"({batch_size * process_count}); lower data.batch_size."
-        )
-    ds = grain.MapDataset.source(source).seed(seed).shuffle()
-    if preprocess is not None:
-        ds = ds.map(preprocess)
+    _check_share(len(source), batch_size, process_index, process_count)
+    ds = grain.MapDataset.source(source).seed(seed).shuffle().map(preprocess)
     if augment is not None:
-        ds = ds.random_map(augment)
-    ds = ds.repeat()[process_index::process_count].batch(batch_size, drop_remainder=True)
+        ds = ds.random_map(lambda example, rng: augment(example, rng.random()))
+    ds = ds.repeat().batch(batch_size, drop_remainder=True)[process_index::process_count]
     read_options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * num_threads)
     return ds.to_iter_dataset(read_options)
