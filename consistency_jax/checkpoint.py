@@ -72,7 +72,7 @@ def make_manager(workdir: str, keep: int | None = None, keep_every: int = 0) -> 
     return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
-def _save_failed(manager: ocp.CheckpointManager, step: int, error: Exception) -> CheckpointSaveError:
+def _save_failed(manager: ocp.CheckpointManager, step: int | None, error: Exception) -> CheckpointSaveError:
     return CheckpointSaveError(
         f"Writing the checkpoint of step {step} to {manager.directory} failed: {error}. Check that "
         "the disk has space and the directory is writable, then rerun the same command: it "
@@ -80,29 +80,37 @@ def _save_failed(manager: ocp.CheckpointManager, step: int, error: Exception) ->
     )
 
 
+def _wait(manager: ocp.CheckpointManager) -> None:
+    """Wait for the asynchronous save in flight, if any; its failure raises CheckpointSaveError."""
+    pending = manager.latest_step()  # a save in flight is already the latest step
+    try:
+        manager.wait_until_finished()
+    except Exception as e:  # orbax and tensorstore report OS errors under many types
+        raise _save_failed(manager, pending, e) from e
+
+
 def save(
     manager: ocp.CheckpointManager, state: TrainState, data_iter: grain.DatasetIterator | None
 ) -> None:
     """Start an asynchronous save of `state` (and the iterator position) at state.step.
 
-    Errors of this save or of the previous one raise CheckpointSaveError.
+    A failure of this save, or of the previous one, raises CheckpointSaveError naming its step.
     """
+    _wait(manager)
     step = int(state.step)
     items = {"state": ocp.args.StandardSave(state)}
     if data_iter is not None:
         items["data"] = grain.checkpoint.CheckpointSave(data_iter)
     try:
         manager.save(step, args=ocp.args.Composite(**items), force=True)
-    except Exception as e:  # noqa: BLE001 -- orbax reports OS errors under several types
+    except Exception as e:  # as in _wait
         raise _save_failed(manager, step, e) from e
 
 
 def finish(manager: ocp.CheckpointManager) -> None:
     """Wait for pending saves and close `manager`; a failed save raises CheckpointSaveError."""
     try:
-        manager.wait_until_finished()
-    except Exception as e:  # noqa: BLE001 -- as in save()
-        raise _save_failed(manager, manager.latest_step(), e) from e
+        _wait(manager)
     finally:
         manager.close()
 

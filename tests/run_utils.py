@@ -75,23 +75,20 @@ def launch_args(name: str, workdir: str, values: dict | None = None, *more: str)
     return ["launch.py", f"--config=configs/{name}.py", f"--workdir={workdir}", *overrides, *more]
 
 
-def env(devices: int = 1, **extra: str) -> dict[str, str]:
-    """A subprocess's environment: CPU JAX with `devices` devices, fast compiles, the repo importable."""
+def env(devices: int = 1, **extra: str | None) -> dict[str, str]:
+    """A subprocess's environment: CPU JAX with `devices` devices, fast compiles, the repo
+    importable, and `extra` (a None value removes the variable)."""
     xla = f"{FAST_COMPILE} --xla_force_host_platform_device_count={devices}"
-    return os.environ | {
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": xla,
-        "JAX_COMPILATION_CACHE_DIR": CACHE,
-        "PYTHONPATH": ROOT,
-    } | extra
+    ours = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla, "JAX_COMPILATION_CACHE_DIR": CACHE, "PYTHONPATH": ROOT}
+    return {k: v for k, v in (os.environ | ours | extra).items() if v is not None}
 
 
-def start(args: list[str], log: str, devices: int = 1, **popen) -> subprocess.Popen:
+def start(args: list[str], log: str, devices: int = 1, **extra_env: str | None) -> subprocess.Popen:
     """Start `python args...` in the repo root, its output going to the file `log`."""
     with open(log, "w") as out:
         return subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=env(devices), stdout=out, stderr=subprocess.STDOUT,
-            **popen,
+            [sys.executable, *args], cwd=ROOT, env=env(devices, **extra_env), stdout=out,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -109,8 +106,8 @@ def finish(proc: subprocess.Popen, log: str, expect: int = 0, timeout: float = 6
     return output
 
 
-def run(args: list[str], log: str, devices: int = 1, expect: int = 0) -> str:
-    return finish(start(args, log, devices), log, expect)
+def run(args: list[str], log: str, devices: int = 1, expect: int = 0, **extra_env: str | None) -> str:
+    return finish(start(args, log, devices, **extra_env), log, expect)
 
 
 def logged_steps(workdir: str) -> dict[int, dict]:

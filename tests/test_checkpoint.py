@@ -1,0 +1,123 @@
+"""Surviving interruptions: SIGTERM and exact resume, unreadable and half-written checkpoints, the
+retention policy, NaN losses, save errors, and a workdir of another config. Runs go through
+launch.py in subprocesses (see run_utils), as a user or a scheduler would start them."""
+
+import glob
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+import run_utils
+
+from consistency_jax import config_checks, train
+
+# A short toy run of configs/toy_edm.py: checkpoints every 4 steps, the latest 2 kept and every
+# multiple of 8 for good.
+EDM = {"train.ckpt_every": 4, "train.ckpt_keep": 2, "train.ckpt_keep_every": 8}
+
+
+def _steps(workdir: str) -> list[int]:
+    """The steps of the finished checkpoints in `workdir`."""
+    names = os.listdir(os.path.join(workdir, "checkpoints"))
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+def _assert_identical(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert not different, f"differ: {different}"
+
+
+def test_sigterm_then_rerun_is_bitwise_exact(tmp_path):
+    """2K steps straight == about K steps, SIGTERM, the same command again (CT: target, RAdam)."""
+    values = {"train.num_steps": 300, "train.log_every": 10, "train.ckpt_every": 100}
+    straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
+    logs = [str(tmp_path / name) for name in ("straight.log", "stopped.log", "resumed.log")]
+    first = run_utils.start(run_utils.launch_args("toy_ct", straight, values), logs[0])
+    second = run_utils.start(run_utils.launch_args("toy_ct", stopped, values), logs[1])
+    run_utils.terminate_when(second, lambda: len(run_utils.logged_steps(stopped)) >= 2)
+    output = run_utils.finish(second, logs[1])
+    stop = int(re.search(r"Stopped at step (\d+) on request", output).group(1))
+    assert 20 <= stop < 300 and _steps(stopped)[-1] == stop
+    assert not os.path.exists(os.path.join(stopped, "samples"))  # samples come at the end only
+    run_utils.run(run_utils.launch_args("toy_ct", stopped, values), logs[2])
+    run_utils.finish(first, logs[0])
+    config = run_utils.config("toy_ct", values)
+    _assert_identical(run_utils.restore_state(config, straight), run_utils.restore_state(config, stopped))
+    assert run_utils.logged_steps(stopped)[300]["loss"] == run_utils.logged_steps(straight)[300]["loss"]
+
+
+def test_unreadable_newest_checkpoint_is_skipped(tmp_path):
+    workdir, ckpts = str(tmp_path / "run"), str(tmp_path / "run" / "checkpoints")
+    run_utils.run(run_utils.launch_args("toy_edm", workdir, EDM | {"train.num_steps": 16}), str(tmp_path / "a"))
+    assert _steps(workdir) == [8, 12, 16]  # 4 fell out: neither among the latest 2 nor a multiple of 8
+    config = run_utils.config("toy_edm", EDM)
+    original = run_utils.restore_state(config, workdir, step=16)
+    for path in glob.glob(os.path.join(ckpts, "16", "state", "**", "*"), recursive=True):
+        if os.path.isfile(path):  # the disk garbled the newest checkpoint
+            with open(path, "r+b") as f:
+                f.write(b"\xff" * os.path.getsize(path))
+    shutil.copytree(os.path.join(ckpts, "8"), os.path.join(ckpts, "20.orbax-checkpoint-tmp"))  # killed mid-save
+
+    output = run_utils.run(
+        run_utils.launch_args("toy_edm", workdir, EDM | {"train.num_steps": 20}), str(tmp_path / "b")
+    )
+    assert re.search(r"Checkpoint 16 in \S+ cannot be restored", output)
+    assert "Resumed from step 12" in output
+    assert os.listdir(os.path.join(workdir, "checkpoints_unreadable")) == ["16"]  # kept to inspect
+    assert _steps(workdir) == [8, 16, 20] and not os.path.exists(os.path.join(ckpts, "20.orbax-checkpoint-tmp"))
+    _assert_identical(original, run_utils.restore_state(config, workdir, step=16))
+
+
+def test_nan_loss_stops_naming_step_and_checkpoint(tmp_path):
+    values = {"optim.lr": 1e30, "optim.warmup_steps": 0, "train.ckpt_every": 1}
+    workdir = str(tmp_path / "stop")
+    output = run_utils.run(run_utils.launch_args("toy_edm", workdir, values), str(tmp_path / "a"), expect=2)
+    found = re.search(r"error: The loss or gradient became non-finite at step (\d+).*"
+                      r"Last good checkpoint: step (\d+) in (\S+)\.", output)
+    assert found, output[-3000:]
+    bad, good = int(found.group(1)), int(found.group(2))
+    assert good == bad - 1 and _steps(workdir)[-1] == good and "nan_policy=skip" in output
+    skip = str(tmp_path / "skip")
+    run_utils.run(run_utils.launch_args("toy_edm", skip, values | {"train.nan_policy": "skip"}), str(tmp_path / "b"))
+    logged = run_utils.logged_steps(skip)
+    assert logged[8]["skipped"] == 1 and sum(r["skipped"] for r in logged.values()) == 8 - good
+
+
+# Runs launch.py (argv[1:]) in a process whose files may not grow past argv[0] bytes: writes fail
+# with EFBIG, as on a full disk (SIGXFSZ ignored, so write() fails instead of killing it).
+_SMALL_FILES = """
+import resource, runpy, signal, sys
+limit = int(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_failed_save_is_an_error(tmp_path):
+    workdir = str(tmp_path / "run")
+    args = run_utils.launch_args("toy_edm", workdir, {"network.mlp.hidden": 256})
+    # No compilation cache: its entries would be cut short too.
+    output = run_utils.run(
+        ["-c", _SMALL_FILES, str(64 * 1024), *args], str(tmp_path / "log"), expect=2,
+        JAX_COMPILATION_CACHE_DIR=None,
+    )
+    assert re.search(r"error: Writing the checkpoint of step 4 to \S+ failed: .*File too large.*"
+                     r"disk has space", output), output[-3000:]
+    assert _steps(workdir) == []
+
+
+def test_workdir_of_another_config_refuses_to_resume(tmp_path):
+    workdir = str(tmp_path)
+    path = os.path.join(workdir, "config.json")
+    train.write_config(run_utils.config("toy_edm"), workdir)
+    saved = os.path.getmtime(path), os.path.getsize(path)
+    other = run_utils.config("toy_edm", {"network.mlp.hidden": 64})
+    with pytest.raises(config_checks.ConfigError, match=r"config\.network .*cannot resume"):
+        train.train(other, workdir)
+    assert (os.path.getmtime(path), os.path.getsize(path)) == saved
+    assert os.listdir(workdir) == ["config.json"]
