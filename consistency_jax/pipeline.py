@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from consistency_jax import generate, train
+from consistency_jax import evaluate, generate, train
 from consistency_jax.data import build_dataset, data_info
 from consistency_jax.evaluation import sliced_wasserstein
 
@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 # preset -> stage -> config module; the first stage is the teacher the others are compared with.
 PRESETS = {
     "toy": {"edm": "configs.toy_edm", "cd": "configs.toy_cd", "ct": "configs.toy_ct", "ict": "configs.toy_ict"},
+    "digits": {"edm": "configs.digits_edm", "cd": "configs.digits_cd", "ict": "configs.digits_ict"},
 }
 DEFAULT_STAGES = ("edm", "cd", "ict")
 
@@ -51,7 +52,7 @@ def load_samples(workdir: str, stage: str, sampler: str) -> np.ndarray:
 def reference_points(config: ml_collections.ConfigDict, num: int) -> np.ndarray:
     """`num` data points from the pipeline (a different seed from training's order)."""
     cfg = ml_collections.ConfigDict(config.data.to_dict())
-    cfg.batch_size = num
+    cfg.batch_size = min(num, data_info(cfg).num_examples)
     it, _ = build_dataset(cfg, seed=config.seed + 1)
     return np.asarray(next(it)["x"])
 
@@ -84,6 +85,21 @@ def vector_results(configs: dict, workdir: str) -> list[dict]:
     return rows
 
 
+def image_results(configs: dict, workdir: str) -> list[dict]:
+    """Each stage's --mode=eval figures (the digits classifier's Frechet distance, KID, IS) and the
+    ratio of its Frechet distance to the teacher's 35-evaluation ODE samples'."""
+    rows = []
+    for stage, config in configs.items():
+        results = evaluate.evaluate(config, os.path.join(workdir, stage))
+        for sampler, figs in results["samplers"].items():
+            rows.append({"stage": stage, "sampler": sampler, "nfe": nfe(config, sampler),
+                         "frechet": figs["fid"], "kid": figs["kid"], "is": figs["is"]})
+    teacher = next(r["frechet"] for r in rows if r["stage"] == "edm")
+    for row in rows:
+        row["frechet_vs_teacher"] = row["frechet"] / teacher
+    return rows
+
+
 def results_table(rows: list[dict]) -> str:
     """A Markdown table of the rows (columns: every key any row has)."""
     cols = list(dict.fromkeys(k for r in rows for k in r))
@@ -94,12 +110,22 @@ def results_table(rows: list[dict]) -> str:
 
 
 def plot_all(configs: dict, workdir: str, path: str) -> None:
-    """All samplers' samples (and the data) in one figure."""
+    """All samplers' samples (and the data) in one figure: scatter plots or image grids."""
     sets = {"data": reference_points(configs["edm"], 2000)}
     for stage, config in configs.items():
         for sampler in generate.sampler_names(config):
             sets[f"{stage} {sampler}"] = load_samples(workdir, stage, sampler)[:2000]
-    generate.plot_points(path, sets)
+    if sets["data"].ndim == 2:
+        generate.plot_points(path, sets)
+        return
+    sets["data"] = generate.to_uint8(sets["data"])
+    fig, axes = plt.subplots(1, len(sets), figsize=(3 * len(sets), 3.3), squeeze=False)
+    for ax, (title, images) in zip(axes[0], sets.items()):
+        ax.imshow(generate.image_grid(images[:64]).squeeze(), cmap="gray")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def run_pipeline(preset: str, workdir: str, stages: tuple[str, ...] = DEFAULT_STAGES) -> list[dict]:
@@ -110,7 +136,8 @@ def run_pipeline(preset: str, workdir: str, stages: tuple[str, ...] = DEFAULT_ST
     for stage in ("edm", *[s for s in stages if s != "edm"]):
         logging.info("=== stage %s ===", stage)
         train.train(configs[stage], os.path.join(workdir, stage))
-    rows = vector_results(configs, workdir)
+    is_vector = len(data_info(configs["edm"].data).shape) == 1
+    rows = vector_results(configs, workdir) if is_vector else image_results(configs, workdir)
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(rows, f, indent=2)
     with open(os.path.join(workdir, "results.md"), "w") as f:
