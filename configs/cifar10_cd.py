@@ -6,16 +6,11 @@ LPIPS needs the VGG16 and LPIPS weight files (see README); --config.objective.di
 without them.
 """
 
-from configs import default
+from configs.cifar10 import base_config
 
 
 def get_config():
-    c = default.get_config()
-    c.data.name = "cifar10"
-    c.data.batch_size = 512
-    c.data.random_flip = True
-    c.network.name = "ncsnpp"
-    c.network.dropout = 0.0
+    c = base_config()
     c.objective.name = "cd"
     c.objective.num_scales = 18
     c.objective.solver = "heun"
@@ -27,10 +22,5 @@ def get_config():
     c.optim.lr = 4e-4
     c.train.num_steps = 800_000
     c.train.ema_rate = 0.9999
-    c.train.log_every = 500
-    c.train.ckpt_every = 10_000
-    c.train.sample_every = 50_000
-    c.sample.num_samples = 1024
-    c.sample.batch_size = 256
     c.sample.multistep_sigmas = (0.5853,)  # grid index 11 of 18, the CM paper's 2-step (3 -> 2.93)
     return c

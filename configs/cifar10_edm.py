@@ -1,14 +1,10 @@
 """EDM teacher on CIFAR-10: NCSN++ (56.4M), the CM paper's teacher settings (REFERENCE.md sec. 1)."""
 
-from configs import default
+from configs.cifar10 import base_config
 
 
 def get_config():
-    c = default.get_config()
-    c.data.name = "cifar10"
-    c.data.batch_size = 512
-    c.data.random_flip = True
-    c.network.name = "ncsnpp"
+    c = base_config()
     c.network.dropout = 0.13
     c.objective.name = "edm"
     c.objective.p_mean = -1.2
@@ -18,10 +14,5 @@ def get_config():
     c.optim.warmup_steps = 19_531  # 10 Mimg at batch 512
     c.train.num_steps = 400_000
     c.train.ema_rate = 0.99929  # half-life 0.5 Mimg at batch 512
-    c.train.log_every = 500
-    c.train.ckpt_every = 10_000
-    c.train.sample_every = 50_000
-    c.sample.num_samples = 1024
-    c.sample.batch_size = 256
     c.sample.teacher_steps = 18  # 35 evaluations
     return c

@@ -5,15 +5,12 @@ Pseudo-Huber (c = 0.00054 sqrt(3072)), lambda = 1/(sigma_{i+1} - sigma_i), logno
 RAdam 1e-4, batch 1024, EMA 0.99993, 400k steps; 2-step through sigma 0.821.
 """
 
-from configs import default
+from configs.cifar10 import base_config
 
 
 def get_config():
-    c = default.get_config()
-    c.data.name = "cifar10"
+    c = base_config()
     c.data.batch_size = 1024
-    c.data.random_flip = True
-    c.network.name = "ncsnpp"
     c.network.dropout = 0.3
     c.network.fourier_scale = 0.02
     c.objective.name = "ict"
@@ -27,10 +24,5 @@ def get_config():
     c.optim.lr = 1e-4
     c.train.num_steps = 400_000
     c.train.ema_rate = 0.99993
-    c.train.log_every = 500
-    c.train.ckpt_every = 10_000
-    c.train.sample_every = 50_000
-    c.sample.num_samples = 1024
-    c.sample.batch_size = 256
     c.sample.multistep_sigmas = (0.821,)
     return c
