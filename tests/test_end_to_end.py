@@ -1,0 +1,58 @@
+"""End to end on the 2-D mixture: teacher, CD from it, CT and iCT from data, through the same
+train loop and configs as `pipeline.py --preset=toy` at half their step counts, judged by sliced
+W2 to the data against the noise floor of a second data sample."""
+
+import os
+
+import numpy as np
+import pytest
+
+from consistency_jax import pipeline, train
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def toy_rows(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("toy"))
+    configs = pipeline.stage_configs("toy", workdir, ("edm", "cd", "ct", "ict"))
+    for stage, config in configs.items():
+        config.train.num_steps //= 2
+        config.train.ckpt_every = config.train.num_steps
+        train.train(config, os.path.join(workdir, stage))
+    return {(r["stage"], r["sampler"]): r for r in pipeline.vector_results(configs, workdir)}, workdir
+
+
+def test_teacher_ode_samples_match_the_data(toy_rows):
+    rows, _ = toy_rows
+    floor = rows[("data", "second data sample")]["sw_data"]
+    assert rows[("edm", "teacher_heun35")]["sw_data"] < 1.5 * floor
+
+
+def test_cd_one_step_is_close_to_teacher_and_data_and_two_steps_are_no_worse(toy_rows):
+    rows, _ = toy_rows
+    floor = rows[("data", "second data sample")]["sw_data"]
+    one, two = rows[("cd", "onestep")], rows[("cd", "2step")]
+    assert one["sw_data"] < 3 * floor and one["sw_teacher"] < 3 * floor, one
+    assert two["sw_data"] <= one["sw_data"] + 0.5 * floor, (one, two)
+
+
+@pytest.mark.parametrize("stage", ["ct", "ict"])
+def test_consistency_training_learns_the_mixture(toy_rows, stage):
+    rows, _ = toy_rows
+    floor = rows[("data", "second data sample")]["sw_data"]
+    assert rows[(stage, "onestep")]["sw_data"] < 4 * floor, rows[(stage, "onestep")]
+
+
+def test_runs_write_their_record(toy_rows):
+    _, workdir = toy_rows
+    for stage in ("edm", "cd", "ct", "ict"):
+        run = os.path.join(workdir, stage)
+        assert os.path.exists(os.path.join(run, "config.json"))
+        with open(os.path.join(run, "metrics.jsonl")) as f:
+            assert f.readline().startswith("{")
+        for name in os.listdir(os.path.join(run, "samples")):
+            if name.endswith(".npz"):
+                samples = np.load(os.path.join(run, "samples", name))["samples"]
+                assert samples.dtype == np.float32 and samples.shape[1] == 2
+                assert np.all(np.isfinite(samples))
