@@ -77,6 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train = t = ml_collections.ConfigDict()
     t.num_steps = 2000
     t.ema_rate = 0.999  # sampling EMA of the online parameters (separate from the target)
+    t.ema_warmup = False  # use min(ema_rate, (1 + k) / (10 + k)): short runs forget the init
     t.log_every = 100
     t.ckpt_every = 1000  # also saved at the last step, and at the next step after a SIGTERM
     t.ckpt_keep = 3  # keep the latest this many checkpoints

@@ -16,6 +16,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.network.unet.channel_mult_emb = 4
     c.network.unet.num_blocks = 1
     c.network.unet.attn_resolutions = (4,)
+    c.train.ema_warmup = True
     c.train.log_every = 250
     c.train.ckpt_every = 1000
     c.sample.num_samples = 2000

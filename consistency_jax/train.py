@@ -244,7 +244,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
         state = initial_state(config, model, objective, optimizer, info, key, teacher, shardings)
     train_step = make_train_step(
         objective, optimizer, t.ema_rate, teacher.params if teacher else None,
-        shardings=(shardings, parallel.replicated(mesh)),
+        ema_warmup=t.ema_warmup, shardings=(shardings, parallel.replicated(mesh)),
     )
     log = MetricsLog(workdir, t.num_steps, t.nan_policy, manager)
     train_key = jax.random.fold_in(key, 1)

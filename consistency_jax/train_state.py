@@ -74,11 +74,19 @@ def ema_update(ema: PyTree, new: PyTree, rate: jax.Array) -> PyTree:
     return jax.tree.map(lambda e, p: rate * e + (1 - rate) * p, ema, new)
 
 
+def warmed_up_ema_rate(rate: float, step: jax.Array) -> jax.Array:
+    """min(rate, (1 + k) / (10 + k)): early on the EMA follows the parameters instead of
+    remembering their initial values for ~1/(1 - rate) steps."""
+    k = step.astype(jnp.float32)
+    return jnp.minimum(rate, (1 + k) / (10 + k))
+
+
 def make_train_step(
     objective: Objective,
     optimizer: optax.GradientTransformation,
     ema_rate: float,
     teacher_params: PyTree | None = None,
+    ema_warmup: bool = False,
     skip_nonfinite: bool = True,
     shardings: tuple[PyTree, jax.sharding.Sharding] | None = None,
 ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
@@ -111,7 +119,10 @@ def make_train_step(
             step=state.step + 1,
             params=params,
             target_params=target,
-            ema_params=ema_update(state.ema_params, params, ema_rate),
+            ema_params=ema_update(
+                state.ema_params, params,
+                warmed_up_ema_rate(ema_rate, state.step) if ema_warmup else ema_rate,
+            ),
             opt_state=opt_state,
         )
         finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
