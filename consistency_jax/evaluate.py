@@ -279,12 +279,6 @@ def draw_batch(sampler: Sampler, params, key: jax.Array, index: int) -> np.ndarr
     return generate.to_uint8(np.asarray(sampler(params, jax.random.fold_in(key, index))))
 
 
-def _format_duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
-
-
 class Progress:
     """Logs samples drawn, rate and ETA at most every PROGRESS_EVERY_S seconds, and at the end."""
 
@@ -301,7 +295,7 @@ class Progress:
         rate = self.done / max(now - self.start, 1e-9)
         logging.info(
             "eval %s: %d/%d samples drawn, %.1f samples/s, ETA %s", self.name, self.done,
-            self.total, rate, _format_duration((self.total - self.done) / rate),
+            self.total, rate, train.format_duration((self.total - self.done) / rate),
         )
 
 

@@ -128,7 +128,8 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     os.replace(tmp, path)
 
 
-def _format_eta(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """A duration as 1h05m or 3m07s (progress ETAs)."""
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
@@ -176,7 +177,7 @@ class MetricsLog:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         extra = f" N {int(last['num_scales'])} mu {last['target_ema']:.5f}" if "num_scales" in last else ""
-        eta = _format_eta((self.total - steps[-1] - 1) / max(rate, 1e-9))
+        eta = format_duration((self.total - steps[-1] - 1) / max(rate, 1e-9))
         logging.info(
             "step %d/%d loss %.5g%s %.1f steps/s ETA %s", steps[-1] + 1, self.total,
             last["loss"], extra, rate, eta,
