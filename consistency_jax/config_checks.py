@@ -7,7 +7,7 @@ import ml_collections
 
 from consistency_jax import ode
 from consistency_jax.networks import NETWORKS
-from consistency_jax.objectives import DISTANCES, OBJECTIVES, WEIGHTINGS
+from consistency_jax.objectives import DISTANCES, OBJECTIVES, WEIGHTINGS, needs_teacher
 from consistency_jax.sampling import check_multistep_sigmas
 from consistency_jax.train_state import OPTIMIZERS
 
@@ -47,7 +47,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     m = config.model
     if not m.sigma_min < m.sigma_max:
         raise ConfigError(f"config.model.sigma_min={m.sigma_min} must be < sigma_max={m.sigma_max}.")
-    if config.objective.name == "cd":
+    if needs_teacher(config.objective.name):
         if config.objective.num_scales < 2:
             raise ConfigError("config.objective.num_scales (N) must be >= 2 for CD.")
         if not config.objective.teacher_workdir:

@@ -145,6 +145,12 @@ CONSISTENCY_SPECS = {
 }
 
 
+def needs_teacher(name: str) -> bool:
+    """Whether objective `name` takes its lower point from a teacher's ODE step (distillation)."""
+    spec = CONSISTENCY_SPECS.get(name)
+    return spec is not None and spec.lower_point == "teacher"
+
+
 def _num_scales(spec: ConsistencySpec, o: ml_collections.ConfigDict, step, total: int) -> jax.Array:
     if spec.curriculum == "fixed":
         return jnp.asarray(o.num_scales, jnp.int32)
@@ -226,7 +232,7 @@ def consistency_objective(
     return Objective(
         loss=loss,
         target_ema=target_ema,
-        needs_teacher=spec.lower_point == "teacher",
+        needs_teacher=needs_teacher(o.name),
         frozen={"distance": distance.variables},
     )
 

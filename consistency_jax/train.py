@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 from consistency_jax import checkpoint, config_checks, generate, parallel
 from consistency_jax.data import DataInfo, build_dataset, data_info
 from consistency_jax.networks import build_network
-from consistency_jax.objectives import make_objective
+from consistency_jax.objectives import make_objective, needs_teacher
 from consistency_jax.train_state import (
     TrainState,
     create_train_state,
@@ -223,7 +223,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     parallel.check_batch_size("data.batch_size", config.data.batch_size, mesh)
     parallel.check_batch_size("sample.batch_size", config.sample.batch_size, mesh)
     info = data_info(config.data)
-    teacher = load_teacher(config, info, mesh) if config.objective.name == "cd" else None
+    teacher = load_teacher(config, info, mesh) if needs_teacher(config.objective.name) else None
     dim = int(np.prod(info.shape))
     model = build_network(config.network, _num_classes(config, info))
     objective = make_objective(config, model, teacher.model if teacher else None, dim)
