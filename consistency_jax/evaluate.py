@@ -11,8 +11,8 @@ Files, under the run's workdir:
     eval/results.json                the figures of the latest eval
     metrics.jsonl                    + {"step", "eval/<sampler>/<figure>": value, ...} per eval
 
-Sampling runs in one process for now (process 0 writes); `draw_batch` is the one call of the
-sampler, where sharding over devices and processes goes.
+Each sampling batch is split over every device of config.parallel's mesh, in every process;
+process 0 writes the files.
 
 Feature networks (eval.feature_net):
     inception  the FID Inception-v3: FID on pool3, IS on its 1008 logits (10 splits), KID on pool3.
@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from consistency_jax import checkpoint, config_checks, generate, train
+from consistency_jax import checkpoint, config_checks, generate, parallel, train
 from consistency_jax.data import DataInfo, build_dataset, data_info
 from consistency_jax.evaluation import (
     extract_features,
@@ -83,6 +83,7 @@ def validate_eval(config: ml_collections.ConfigDict, info: DataInfo) -> str:
             f"config.eval.shard_size={e.shard_size} must be a multiple of config.eval.batch_size="
             f"{e.batch_size}, so that every shard holds whole batches."
         )
+    parallel.check_batch_size("eval.batch_size", e.batch_size, parallel.make_mesh(config.parallel))
     return feature_net_name(e.feature_net, config.data.name, info.shape)
 
 
@@ -375,6 +376,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     check_reference(reference, features_fn, info.shape)
     key = jax.random.fold_in(jax.random.key(config.seed), EVAL_KEY_FOLD)
     scfg = sampler_config(config)
+    mesh = parallel.make_mesh(config.parallel)
     results = {
         "step": step, "feature_net": net, "num_samples": config.eval.num_samples,
         "reference": reference_path(config, net, workdir), "samplers": {},
@@ -383,7 +385,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         directory = os.path.join(workdir, "eval", name)
         if _is_writer():
             prepare_shard_dir(directory, shard_spec(config, name, step))
-        sampler = generate.make_sampler(scfg, model, name, info.shape)
+        sampler = parallel.sharded_sampler(generate.make_sampler(scfg, model, name, info.shape), mesh)
         samples = sample_shards(sampler, params, key, directory, config, info.shape)
         results["samplers"][name] = figures(
             samples, features_fn, reference, config.eval.feature_batch_size

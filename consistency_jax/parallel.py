@@ -95,6 +95,11 @@ def gathered(fn: Callable[..., jax.Array]) -> Callable[..., np.ndarray]:
     return lambda *args: multihost_utils.process_allgather(fn(*args), tiled=True)
 
 
+def sharded_sampler(sampler: Callable[..., jax.Array], mesh: Mesh) -> Callable[..., np.ndarray]:
+    """`sampler` jitted with its batch split over the mesh's devices, gathered on every process."""
+    return gathered(jax.jit(sampler, out_shardings=batch_sharding(mesh)))
+
+
 def is_main_process() -> bool:
     """Process 0 alone logs, and writes metrics, samples and the config."""
     return jax.process_index() == 0

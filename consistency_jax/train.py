@@ -196,9 +196,8 @@ def write_samples(config, workdir: str, model: nn.Module, params, info: DataInfo
     reference = _reference(config, info) if parallel.is_main_process() else None
     paths = {}
     for name in generate.sampler_names(config):
-        sampler = generate.make_sampler(config, model, name, info.shape)
-        sharded = jax.jit(sampler, out_shardings=parallel.batch_sharding(mesh))
-        samples = generate.generate(parallel.gathered(sharded), params, key, config.sample.num_samples)
+        sampler = parallel.sharded_sampler(generate.make_sampler(config, model, name, info.shape), mesh)
+        samples = generate.generate(sampler, params, key, config.sample.num_samples)
         if parallel.is_main_process():
             paths[name] = generate.write_samples(workdir, name + tag, samples, reference)
     return paths
