@@ -1,0 +1,220 @@
+"""What every benchmark shares: presets, device facts, compile/cost/memory of a step, timing, output."""
+
+import datetime
+import functools
+import importlib
+import json
+import os
+import re
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from consistency_jax.data import DataInfo, data_info
+from consistency_jax.networks import build_network
+from consistency_jax.train_state import init_params
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULT_BATCH = {"digits": 128, "cifar10": 8}
+# DataInfo known without TFDS: synthetic batches need no prepared data set.
+OFFLINE_INFO = {"cifar10": DataInfo(shape=(32, 32, 3), num_classes=10, num_examples=50_000)}
+
+
+# --- configs and inputs ---------------------------------------------------------------------------
+
+
+def _import(module: str) -> Any | None:
+    """The module named `module`, or None where it does not exist."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        return None
+
+
+def _digits_config(objective: str) -> ml_collections.ConfigDict:
+    """configs/digits_<objective>.py, else configs/digits.py's base with the CIFAR-10 objective and optimizer."""
+    module = _import(f"configs.digits_{objective}")
+    if module is not None:
+        return module.get_config()
+    c = importlib.import_module("configs.digits").base_config()
+    cifar = importlib.import_module(f"configs.cifar10_{objective}").get_config()
+    c.objective, c.optim = cifar.objective, cifar.optim
+    c.sample.multistep_sigmas = cifar.sample.multistep_sigmas
+    return c
+
+
+def preset_config(preset: str, objective: str, keep_lpips: bool = False) -> ml_collections.ConfigDict:
+    """The `objective` ('edm', 'cd', 'ct', 'ict') config of a preset; LPIPS -> l2 unless `keep_lpips`.
+
+    LPIPS needs downloaded VGG weights; l2 times the same consistency step without its VGG pass.
+    """
+    if preset == "digits":
+        c = _digits_config(objective)
+    else:
+        c = importlib.import_module(f"configs.{preset}_{objective}").get_config()
+    if c.objective.distance == "lpips" and not keep_lpips:
+        c.objective.distance = "l2"
+    return c
+
+
+def dataset_info(config: ml_collections.ConfigDict) -> DataInfo:
+    """config.data's DataInfo (CIFAR-10's without TFDS)."""
+    if config.data.name in OFFLINE_INFO and not config.data.image_size:
+        return OFFLINE_INFO[config.data.name]
+    return data_info(config.data)
+
+
+def init_network_params(config: ml_collections.ConfigDict, shape: tuple[int, ...]) -> Any:
+    """Parameters of config.network for inputs of `shape`, initialised under jit."""
+    model = build_network(config.network, 0)
+    example = jnp.zeros((1, *shape), jnp.float32)
+    params = jax.jit(lambda k: init_params(model, k, example, 0))(jax.random.key(config.seed))
+    return jax.block_until_ready(params)
+
+
+def synthetic_batch(info: DataInfo, batch: int) -> dict[str, jax.Array]:
+    """A device batch shaped like the pipeline's: x in [-1, 1] (and int32 labels where it has them)."""
+    x = jax.random.uniform(jax.random.key(1), (batch, *info.shape), minval=-1.0, maxval=1.0)
+    out = {"x": x}
+    if info.num_classes:
+        out["label"] = jnp.zeros((batch,), jnp.int32)
+    return out
+
+
+# --- device and host ------------------------------------------------------------------------------
+
+
+def device_info() -> dict[str, Any]:
+    """Platform, device kind and count, JAX version, host CPUs and the default matmul precision."""
+    d = jax.devices()[0]
+    return {
+        "platform": d.platform,
+        "device_kind": d.device_kind,
+        "device_count": jax.device_count(),
+        "jax": jax.__version__,
+        "host_cpus": os.cpu_count(),
+        "matmul_precision": str(jax.config.jax_default_matmul_precision),
+    }
+
+
+def device_slug() -> str:
+    """A file-name-safe device name, e.g. 'cpu' or 'nvidia-h100-80gb-hbm3'."""
+    return re.sub(r"[^a-z0-9]+", "-", jax.devices()[0].device_kind.lower()).strip("-")
+
+
+def load_average() -> list[float]:
+    """The host's 1-, 5- and 15-minute load averages."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def host_memory() -> dict[str, float]:
+    """Process peak RSS (MiB) and, on accelerators, the device's peak bytes in use (MiB) so far."""
+    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        out["device_peak_mib"] = stats["peak_bytes_in_use"] / 2**20
+    return out
+
+
+# --- compile, cost, time --------------------------------------------------------------------------
+
+
+def compile_timed(jitted: Any, *args: Any) -> tuple[Any, float]:
+    """`jitted.lower(*args).compile()` and the seconds it took (trace, lower and compile)."""
+    t = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    return compiled, time.perf_counter() - t
+
+
+def flops(compiled: Any) -> float:
+    """FLOPs of one call from XLA's cost analysis (loop bodies count once)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", float("nan")))
+
+
+def memory(compiled: Any) -> dict[str, float]:
+    """XLA's static buffer sizes of a compiled call (MiB): arguments, outputs, temporaries, peak."""
+    m = compiled.memory_analysis()
+    mib = lambda n: n / 2**20
+    peak = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+    return {
+        "args_mib": mib(m.argument_size_in_bytes),
+        "temp_mib": mib(m.temp_size_in_bytes),
+        "peak_mib": mib(peak),
+    }
+
+
+def blocked_times(call: Callable[[], Any], warmup: int, reps: int) -> list[float]:
+    """Seconds of each of `reps` calls, each waited for with block_until_ready, after `warmup` calls."""
+    for _ in range(warmup):
+        jax.block_until_ready(call())
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        jax.block_until_ready(call())
+        times.append(time.perf_counter() - t)
+    return times
+
+
+@functools.cache
+def _matmul() -> tuple[Any, jax.Array, jax.Array]:
+    n = 2048 if jax.devices()[0].platform == "cpu" else 8192
+    a, b = jax.random.normal(jax.random.key(0), (2, n, n), jnp.float32)
+    return compile_timed(jax.jit(jnp.matmul), a, b)[0], a, b
+
+
+def matmul_peak(reps: int = 5) -> float:
+    """Median FLOP/s of a large float32 matrix product (n = 2048 on CPU, 8192 on accelerators).
+
+    The practical peak; each row measures it beside its own timing, as a shared host's load moves.
+    """
+    compiled, a, b = _matmul()
+    times = blocked_times(lambda: compiled(a, b), warmup=1, reps=reps)
+    return 2 * a.shape[0] ** 3 / statistics.median(times)
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
+    return str(value)
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str) -> None:
+    """Rows as an aligned text table of `columns` (missing cells blank)."""
+    cells = [[_cell(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print(f"\n{title}")
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+def write_json(record: dict[str, Any], out: str | None) -> Path:
+    """Write `record` to `out`, default benchmarks/results/<device>-<date>.json; return the path."""
+    path = Path(out) if out else RESULTS_DIR / f"{device_slug()}-{datetime.date.today():%Y%m%d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def header(args: dict[str, Any]) -> dict[str, Any]:
+    """The common head of a result file: when, where, with which arguments."""
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "device": device_info(),
+        "args": args,
+        "load_average_start": load_average(),
+    }

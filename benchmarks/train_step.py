@@ -1,0 +1,214 @@
+"""Training-step throughput of the teacher (edm), CD, CT and iCT steps, and the input pipeline's cost.
+
+    python benchmarks/train_step.py --preset=digits --batch=128
+    python benchmarks/train_step.py --preset=cifar10 --batch=8 --steps=2 --warmup=1 --pipeline=False
+
+Each step is compiled ahead (`lower().compile()`: compile time, XLA FLOPs and buffer sizes), then
+timed over --steps calls, each waited for, after --warmup calls. The CD step runs its teacher's Heun
+step with random teacher parameters. --pipeline also runs the loop as train.py does (no wait per
+step) fed once by a synthetic device batch and once by consistency_jax.data.build_dataset.
+"""
+
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags
+
+from benchmarks import common
+from consistency_jax.data import DatasetUnavailableError, build_dataset
+from consistency_jax.networks import build_network
+from consistency_jax.objectives import make_objective
+from consistency_jax.train_state import (
+    create_train_state,
+    make_optimizer,
+    make_train_step,
+)
+
+OBJECTIVES = ("edm", "cd", "ct", "ict")
+
+
+@dataclasses.dataclass
+class Step:
+    """A compiled train step and the arguments it is called with; `state` is donated each call."""
+
+    compiled: Any
+    state: Any
+    frozen: tuple
+    compile_s: float
+
+    def __call__(self, batch: dict, rng: jax.Array) -> Any:
+        self.state, metrics = self.compiled(self.state, batch, rng, *self.frozen)
+        return metrics
+
+
+def build_step(config: ml_collections.ConfigDict, params: Any, batch: dict) -> Step:
+    """Compile make_train_step's step for `config`, its frozen inputs (teacher, distance) arguments.
+
+    `params` (never donated) start the state's copies and serve as the CD teacher's parameters.
+    """
+    model = build_network(config.network, 0)
+    dim = int(np.prod(batch["x"].shape[1:]))
+    objective = make_objective(config, model, model if config.objective.name == "cd" else None, dim)
+    optimizer = make_optimizer(config.optim)
+    state = create_train_state(jax.tree.map(jnp.copy, params), optimizer, objective)
+    frozen = (params if objective.needs_teacher else None, objective.frozen)
+
+    def step(state, batch, rng, teacher, objective_frozen):
+        inner = dataclasses.replace(objective, frozen=objective_frozen)
+        return make_train_step(inner, optimizer, config.train.ema_rate, teacher)(state, batch, rng)
+
+    jitted = jax.jit(step, donate_argnums=0)
+    compiled, seconds = common.compile_timed(jitted, state, batch, jax.random.key(0), *frozen)
+    return Step(compiled, state, frozen, seconds)
+
+
+def time_step(step: Step, batch: dict, warmup: int, reps: int) -> list[float]:
+    """Seconds per blocked step, fresh rng each call, as the train loop folds it."""
+    key, count = jax.random.key(2), iter(range(1 << 30))
+    return common.blocked_times(lambda: step(batch, jax.random.fold_in(key, next(count))), warmup, reps)
+
+
+def loop_seconds(step: Step, next_batch: Any, steps: int) -> float:
+    """Wall time of `steps` iterations of train.py's loop body (next batch, step), waited for at the end."""
+    key = jax.random.key(3)
+    jax.block_until_ready(step(next_batch(), jax.random.fold_in(key, 0)))  # primes the loop
+    t = time.perf_counter()
+    for i in range(steps):
+        metrics = step(next_batch(), jax.random.fold_in(key, i + 1))
+    jax.block_until_ready((metrics, step.state))
+    return time.perf_counter() - t
+
+
+def pipeline_only_seconds(it: Any, batches: int) -> float:
+    """Seconds per batch of the pipeline alone, device transfer included."""
+    jax.block_until_ready(jax.device_put(next(it)))
+    t = time.perf_counter()
+    for _ in range(batches):
+        jax.block_until_ready(jax.device_put(next(it)))
+    return (time.perf_counter() - t) / batches
+
+
+def bench_pipeline(preset: str, config: ml_collections.ConfigDict, step: Step, batch: dict, steps: int) -> dict:
+    """The train loop fed by a synthetic device batch vs by build_dataset (one device: device_put).
+
+    overhead_pct = 100 (real / synthetic - 1): what the pipeline adds to the loop's wall time.
+    """
+    data = config.data.copy_and_resolve_references()
+    data.batch_size = batch["x"].shape[0]
+    row = {"preset": preset, "objective": config.objective.name, "batch": data.batch_size, "steps": steps}
+    try:
+        it, _ = build_dataset(data, seed=0)
+    except DatasetUnavailableError as e:
+        return {**row, "skipped": str(e).splitlines()[0][:120]}
+    synthetic = loop_seconds(step, lambda: batch, steps)
+    real = loop_seconds(step, lambda: jax.device_put(next(it)), steps)
+    n = data.batch_size * steps
+    return {
+        **row,
+        "synthetic_img_s": n / synthetic,
+        "pipeline_img_s": n / real,
+        "overhead_pct": 100 * (real / synthetic - 1),
+        "pipeline_alone_ms_per_batch": 1e3 * pipeline_only_seconds(it, max(steps, 20)),
+        "load_average": common.load_average(),
+    }
+
+
+def bench_objective(config: ml_collections.ConfigDict, preset: str, params: Any, batch: dict,
+                    warmup: int, steps: int) -> tuple[dict, Step]:
+    """One row: compile time, FLOPs, memory and throughput of `config`'s step."""
+    step = build_step(config, params, batch)
+    times = time_step(step, batch, warmup, steps)
+    median = statistics.median(times)
+    step_flops = common.flops(step.compiled)
+    batch_size = batch["x"].shape[0]
+    peak = common.matmul_peak()
+    row = {
+        "preset": preset,
+        "objective": config.objective.name,
+        "network": config.network.name,
+        "distance": config.objective.distance if config.objective.name != "edm" else "-",
+        "params_m": sum(a.size for a in jax.tree.leaves(params)) / 1e6,
+        "batch": batch_size,
+        "compile_s": step.compile_s,
+        "step_s": median,
+        "min_s": min(times),
+        "steps_s": 1 / median,
+        "img_s": batch_size / median,
+        "gflop_step": step_flops / 1e9,
+        "flop_s": step_flops / median,
+        "matmul_flop_s": peak,
+        "peak_frac": step_flops / median / peak,
+        "times_s": times,
+        **common.memory(step.compiled),
+        **common.host_memory(),
+        "load_average": common.load_average(),
+    }
+    return row, step
+
+
+TRAIN_COLUMNS = ("preset", "objective", "batch", "compile_s", "step_s", "min_s", "steps_s", "img_s",
+                 "gflop_step", "flop_s", "matmul_flop_s", "peak_frac", "peak_mib", "peak_rss_mib", "load_average")
+PIPELINE_COLUMNS = ("preset", "objective", "batch", "synthetic_img_s", "pipeline_img_s", "overhead_pct",
+                    "pipeline_alone_ms_per_batch", "load_average", "skipped")
+
+
+def run(preset: str, objectives: list[str], batch: int, warmup: int, steps: int, pipeline: bool,
+        pipeline_steps: int, keep_lpips: bool) -> tuple[list[dict], list[dict]]:
+    """Train rows for each objective and, with `pipeline`, one synthetic-vs-real row (the first objective's).
+
+    One initialisation serves every objective: a preset's configs share one network shape.
+    """
+    configs = [common.preset_config(preset, o, keep_lpips) for o in objectives]
+    info = common.dataset_info(configs[0])
+    params = common.init_network_params(configs[0], info.shape)
+    synthetic = common.synthetic_batch(info, batch)
+    rows, pipe = [], []
+    for config in configs:
+        row, step = bench_objective(config, preset, params, synthetic, warmup, steps)
+        rows.append(row)
+        if pipeline and not pipe:
+            pipe.append(bench_pipeline(preset, config, step, synthetic, pipeline_steps))
+        print(f"  {preset} {row['objective']}: {row['step_s']:.3g} s/step ({row['img_s']:.3g} img/s)", flush=True)
+    return rows, pipe
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("preset", "digits", "digits | cifar10 (comma-separated for several)")
+    flags.DEFINE_list("objectives", list(OBJECTIVES), "objectives to time")
+    flags.DEFINE_integer("batch", 0, "batch size (0: 128 digits, 8 cifar10)")
+    flags.DEFINE_integer("warmup", 2, "untimed calls after compilation")
+    flags.DEFINE_integer("steps", 10, "timed calls (median reported)")
+    flags.DEFINE_bool("pipeline", True, "also time the loop fed by build_dataset vs synthetic data")
+    flags.DEFINE_integer("pipeline_steps", 20, "loop iterations per pipeline measurement")
+    flags.DEFINE_bool("keep_lpips", False, "keep the configs' LPIPS distance (needs its weights) instead of l2")
+    flags.DEFINE_string("out", "", "JSON path (default benchmarks/results/<device>-<date>.json)")
+
+
+def main(_) -> None:
+    f = flags.FLAGS
+    record = common.header(f.flag_values_dict())
+    train, pipe = [], []
+    for preset in f.preset.split(","):
+        rows, p = run(preset, f.objectives, f.batch or common.DEFAULT_BATCH[preset], f.warmup, f.steps,
+                      f.pipeline, f.pipeline_steps, f.keep_lpips)
+        train, pipe = train + rows, pipe + p
+    record.update(train=train, pipeline=pipe, load_average_end=common.load_average())
+    common.print_table(train, TRAIN_COLUMNS, "train step")
+    if pipe:
+        common.print_table(pipe, PIPELINE_COLUMNS, "input pipeline")
+    print(f"\nwrote {common.write_json(record, f.out or None)}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
