@@ -6,6 +6,7 @@ RAdam 1e-4, batch 1024, EMA 0.99993, 400k steps; 2-step through sigma 0.821.
 """
 
 from configs.cifar10 import base_config
+from configs.recipes import ict_objective
 
 
 def get_config():
@@ -13,14 +14,7 @@ def get_config():
     c.data.batch_size = 1024
     c.network.dropout = 0.3
     c.network.fourier_scale = 0.02
-    c.objective.name = "ict"
-    c.objective.distance = "pseudo_huber"
-    c.objective.weighting = "ict"
-    c.objective.p_mean = -1.1
-    c.objective.p_std = 2.0
-    c.objective.s0 = 10
-    c.objective.s1 = 1280
-    c.optim.name = "radam"
+    ict_objective(c)
     c.optim.lr = 1e-4
     c.train.num_steps = 400_000
     c.train.ema_rate = 0.99993

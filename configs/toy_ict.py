@@ -1,19 +1,13 @@
 """iCT on the 2-D mixture: pseudo-Huber, lambda = 1/(sigma_{i+1} - sigma_i), lognormal n, N 10 -> 1280."""
 
 from configs import default
+from configs.recipes import ict_objective
 
 
 def get_config():
     c = default.get_config()
     c.data.name = "gmm2d"
-    c.objective.name = "ict"
-    c.objective.distance = "pseudo_huber"  # c = 0.00054 sqrt(d)
-    c.objective.weighting = "ict"
-    c.objective.p_mean = -1.1
-    c.objective.p_std = 2.0
-    c.objective.s0 = 10
-    c.objective.s1 = 1280
-    c.optim.name = "radam"
+    ict_objective(c)
     c.optim.lr = 1e-3
     c.train.num_steps = 6000
     c.train.ema_rate = 0.999
