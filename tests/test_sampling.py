@@ -65,10 +65,3 @@ def test_teacher_sample_is_the_integrator_from_sigma_max_noise():
     out = sampling.teacher_sample(g.denoise, key, (64, 2), sigmas)
     ref = ode.integrate(g.denoise, TMAX * jax.random.normal(key, (64, 2)), sigmas)
     np.testing.assert_array_equal(out, ref)
-
-
-def test_ema_warmup_follows_early_parameters_and_then_the_rate():
-    from consistency_jax.train_state import warmed_up_ema_rate
-
-    rates = np.asarray([warmed_up_ema_rate(0.999, jnp.int32(k)) for k in (0, 10, 100, 100_000)])
-    np.testing.assert_allclose(rates, [0.1, 11 / 20, 101 / 110, 0.999], rtol=1e-6)
