@@ -41,7 +41,7 @@ def _import(module: str) -> Any | None:
 
 
 def _digits_config(objective: str) -> ml_collections.ConfigDict:
-    """configs/digits_<objective>.py, else configs/digits.py's base with the CIFAR-10 objective and optimizer."""
+    """configs/digits_<objective>.py, else configs/digits.py's base with CIFAR-10's objective."""
     module = _import(f"configs.digits_{objective}")
     if module is not None:
         return module.get_config()
@@ -52,7 +52,9 @@ def _digits_config(objective: str) -> ml_collections.ConfigDict:
     return c
 
 
-def preset_config(preset: str, objective: str, keep_lpips: bool = False) -> ml_collections.ConfigDict:
+def preset_config(
+    preset: str, objective: str, keep_lpips: bool = False
+) -> ml_collections.ConfigDict:
     """The `objective` ('edm', 'cd', 'ct', 'ict') config of a preset; LPIPS -> l2 unless `keep_lpips`.
 
     LPIPS needs downloaded VGG weights; l2 times the same consistency step without its VGG pass.
@@ -146,7 +148,12 @@ def memory(compiled: Any) -> dict[str, float]:
     """XLA's static buffer sizes of a compiled call (MiB): arguments, outputs, temporaries, peak."""
     m = compiled.memory_analysis()
     mib = lambda n: n / 2**20
-    peak = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+    peak = (
+        m.argument_size_in_bytes
+        + m.output_size_in_bytes
+        + m.temp_size_in_bytes
+        - m.alias_size_in_bytes
+    )
     return {
         "args_mib": mib(m.argument_size_in_bytes),
         "temp_mib": mib(m.temp_size_in_bytes),
@@ -204,7 +211,9 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: s
 
 def write_json(record: dict[str, Any], out: str | None) -> Path:
     """Write `record` to `out`, default benchmarks/results/<device>-<date>.json; return the path."""
-    path = Path(out) if out else RESULTS_DIR / f"{device_slug()}-{datetime.date.today():%Y%m%d}.json"
+    path = (
+        Path(out) if out else RESULTS_DIR / f"{device_slug()}-{datetime.date.today():%Y%m%d}.json"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path

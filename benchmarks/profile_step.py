@@ -44,14 +44,23 @@ def sub_parts(config: Any, params: Any, batch: dict, reps: int) -> dict[str, dic
     model = build_network(config.network, 0)
     dim = int(np.prod(batch["x"].shape[1:]))
     objective = make_objective(config, model, model if config.objective.name == "cd" else None, dim)
-    x, sigma, key, step0 = batch["x"], jnp.ones(batch["x"].shape[:1]), jax.random.key(0), jnp.zeros((), jnp.int32)
+    x, sigma, key, step0 = (
+        batch["x"],
+        jnp.ones(batch["x"].shape[:1]),
+        jax.random.key(0),
+        jnp.zeros((), jnp.int32),
+    )
     frozen = objective.frozen_inputs(params if objective.needs_teacher else None)
     target = params if objective.target_ema is not None else None
     loss = lambda p, t, fr: objective.loss(p, t, fr, batch, key, step0)[0]
     out = {
-        "network": time_compiled(jax.jit(lambda p: model.apply({"params": p}, x, sigma, None)), (params,), reps),
+        "network": time_compiled(
+            jax.jit(lambda p: model.apply({"params": p}, x, sigma, None)), (params,), reps
+        ),
         "loss": time_compiled(jax.jit(loss), (params, target, frozen), reps),
-        "loss_and_grad": time_compiled(jax.jit(jax.value_and_grad(loss)), (params, target, frozen), reps),
+        "loss_and_grad": time_compiled(
+            jax.jit(jax.value_and_grad(loss)), (params, target, frozen), reps
+        ),
     }
     step = train_step.build_step(config, params, batch)
     times = train_step.time_step(step, batch, warmup=1, reps=reps)
@@ -98,17 +107,27 @@ def trace_ops(step: "train_step.Step", batch: dict, steps: int, trace_dir: str) 
     return seconds
 
 
-def summarise(seconds: dict[str, float], table: dict[str, tuple[str, str]], top: int) -> tuple[list, list]:
+def summarise(
+    seconds: dict[str, float], table: dict[str, tuple[str, str]], top: int
+) -> tuple[list, list]:
     """(category rows, top instruction rows) with shares of the total time of the step's instructions."""
     ops = {n: s for n, s in seconds.items() if n in table}
     total = sum(ops.values())
     by_category = collections.Counter()
     for name, s in ops.items():
         by_category[table[name][0]] += s
-    categories = [{"category": c, "s": s, "pct": 100 * s / total} for c, s in by_category.most_common()]
+    categories = [
+        {"category": c, "s": s, "pct": 100 * s / total} for c, s in by_category.most_common()
+    ]
     heaviest = sorted(ops.items(), key=lambda kv: -kv[1])[:top]
     instructions = [
-        {"instruction": n, "category": table[n][0], "s": s, "pct": 100 * s / total, "op_name": table[n][1][-90:]}
+        {
+            "instruction": n,
+            "category": table[n][0],
+            "s": s,
+            "pct": 100 * s / total,
+            "op_name": table[n][1][-90:],
+        }
         for n, s in heaviest
     ]
     return categories, instructions
@@ -122,7 +141,11 @@ def define_flags() -> None:
     flags.DEFINE_integer("trace_steps", 2, "steps traced with jax.profiler (0: no trace)")
     flags.DEFINE_integer("top", 15, "instructions listed")
     flags.DEFINE_string("trace_dir", "", "where the trace goes (default: a temporary folder)")
-    flags.DEFINE_string("out", "", "JSON path (default benchmarks/results/profile-<preset>-<objective>-<device>.json)")
+    flags.DEFINE_string(
+        "out",
+        "",
+        "JSON path (default benchmarks/results/profile-<preset>-<objective>-<device>.json)",
+    )
 
 
 def main(_) -> None:
@@ -133,14 +156,26 @@ def main(_) -> None:
     params = common.init_network_params(config, info.shape)
     batch = common.synthetic_batch(info, f.batch or common.DEFAULT_BATCH[f.preset])
     parts = sub_parts(config, params, batch, f.reps)
-    common.print_table([{"part": k, **v} for k, v in parts.items()], ("part", "s", "gflop"), "sub-parts")
+    common.print_table(
+        [{"part": k, **v} for k, v in parts.items()], ("part", "s", "gflop"), "sub-parts"
+    )
     record["sub_parts"] = parts
     if f.trace_steps:
         step = train_step.build_step(config, params, batch)
-        seconds = trace_ops(step, batch, f.trace_steps, f.trace_dir or tempfile.mkdtemp(prefix="trace-"))
-        categories, instructions = summarise(seconds, instruction_table(step.compiled.as_text()), f.top)
-        common.print_table(categories, ("category", "s", "pct"), "op time by category (all threads)")
-        common.print_table(instructions, ("instruction", "category", "s", "pct", "op_name"), "heaviest instructions")
+        seconds = trace_ops(
+            step, batch, f.trace_steps, f.trace_dir or tempfile.mkdtemp(prefix="trace-")
+        )
+        categories, instructions = summarise(
+            seconds, instruction_table(step.compiled.as_text()), f.top
+        )
+        common.print_table(
+            categories, ("category", "s", "pct"), "op time by category (all threads)"
+        )
+        common.print_table(
+            instructions,
+            ("instruction", "category", "s", "pct", "op_name"),
+            "heaviest instructions",
+        )
         record.update(categories=categories, instructions=instructions)
     record["load_average_end"] = common.load_average()
     default = common.RESULTS_DIR / f"profile-{f.preset}-{f.objective}-{common.device_slug()}.json"

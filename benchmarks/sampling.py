@@ -21,8 +21,22 @@ from benchmarks import common
 from consistency_jax import generate
 from consistency_jax.networks import build_network
 
-COLUMNS = ("preset", "sampler", "nfe", "batch", "compile_s", "batch_s", "min_s", "img_s", "flop_s", "matmul_flop_s", "peak_frac",
-           "speedup_vs_teacher", "peak_mib", "load_average")
+COLUMNS = (
+    "preset",
+    "sampler",
+    "nfe",
+    "batch",
+    "compile_s",
+    "batch_s",
+    "min_s",
+    "img_s",
+    "flop_s",
+    "matmul_flop_s",
+    "peak_frac",
+    "speedup_vs_teacher",
+    "peak_mib",
+    "load_average",
+)
 
 
 def sampler_configs(preset: str, batch: int) -> list[tuple[str, Any]]:
@@ -70,7 +84,7 @@ def bench_sampler(preset: str, name: str, config: Any, params: Any, warmup: int,
 
 
 def add_derived(rows: list[dict]) -> None:
-    """FLOP/s (NFE x one evaluation's FLOPs), fraction of the row's matmul peak, speed-up over the teacher."""
+    """FLOP/s (NFE x one evaluation's FLOPs), its fraction of the row's matmul, speed-up over the teacher."""
     per_eval = {r["preset"]: r["xla_gflop"] * 1e9 for r in rows if r["sampler"] == "onestep"}
     teacher = {r["preset"]: r["img_s"] for r in rows if r["sampler"].startswith("teacher")}
     for r in rows:
@@ -107,7 +121,9 @@ def main(_) -> None:
     record = common.header(f.flag_values_dict())
     rows = []
     for preset in f.preset.split(","):
-        rows += run(preset, f.batch or common.DEFAULT_BATCH[preset], f.warmup, f.reps, f.teacher_reps)
+        rows += run(
+            preset, f.batch or common.DEFAULT_BATCH[preset], f.warmup, f.reps, f.teacher_reps
+        )
     add_derived(rows)
     record.update(sampling=rows, load_average_end=common.load_average())
     common.print_table(rows, COLUMNS, "sampling")

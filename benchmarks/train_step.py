@@ -75,11 +75,13 @@ def build_step(config: ml_collections.ConfigDict, params: Any, batch: dict) -> S
 def time_step(step: Step, batch: dict, warmup: int, reps: int) -> list[float]:
     """Seconds per blocked step, fresh rng each call, as the train loop folds it."""
     key, count = jax.random.key(2), iter(range(1 << 30))
-    return common.blocked_times(lambda: step(batch, jax.random.fold_in(key, next(count))), warmup, reps)
+    return common.blocked_times(
+        lambda: step(batch, jax.random.fold_in(key, next(count))), warmup, reps
+    )
 
 
 def loop_seconds(step: Step, next_batch: Any, steps: int) -> float:
-    """Wall time of `steps` iterations of train.py's loop body (next batch, step), waited for at the end."""
+    """Wall time of `steps` iterations of train.py's loop body (next batch, step), then one wait."""
     key = jax.random.key(3)
     jax.block_until_ready(step(next_batch(), jax.random.fold_in(key, 0)))  # primes the loop
     t = time.perf_counter()
@@ -98,14 +100,21 @@ def pipeline_only_seconds(it: Any, batches: int) -> float:
     return (time.perf_counter() - t) / batches
 
 
-def bench_pipeline(preset: str, config: ml_collections.ConfigDict, step: Step, batch: dict, steps: int) -> dict:
+def bench_pipeline(
+    preset: str, config: ml_collections.ConfigDict, step: Step, batch: dict, steps: int
+) -> dict:
     """The train loop fed by a synthetic device batch vs by build_dataset (one device: device_put).
 
     overhead_pct = 100 (real / synthetic - 1): what the pipeline adds to the loop's wall time.
     """
     data = config.data.copy_and_resolve_references()
     data.batch_size = batch["x"].shape[0]
-    row = {"preset": preset, "objective": config.objective.name, "batch": data.batch_size, "steps": steps}
+    row = {
+        "preset": preset,
+        "objective": config.objective.name,
+        "batch": data.batch_size,
+        "steps": steps,
+    }
     try:
         it, _ = build_dataset(data, seed=0)
     except DatasetUnavailableError as e:
@@ -123,8 +132,14 @@ def bench_pipeline(preset: str, config: ml_collections.ConfigDict, step: Step, b
     }
 
 
-def bench_objective(config: ml_collections.ConfigDict, preset: str, params: Any, batch: dict,
-                    warmup: int, steps: int) -> tuple[dict, Step]:
+def bench_objective(
+    config: ml_collections.ConfigDict,
+    preset: str,
+    params: Any,
+    batch: dict,
+    warmup: int,
+    steps: int,
+) -> tuple[dict, Step]:
     """One row: compile time, FLOPs, memory and throughput of `config`'s step."""
     step = build_step(config, params, batch)
     times = time_step(step, batch, warmup, steps)
@@ -156,15 +171,47 @@ def bench_objective(config: ml_collections.ConfigDict, preset: str, params: Any,
     return row, step
 
 
-TRAIN_COLUMNS = ("preset", "objective", "batch", "compile_s", "step_s", "min_s", "steps_s", "img_s",
-                 "gflop_step", "flop_s", "matmul_flop_s", "peak_frac", "peak_mib", "peak_rss_mib", "load_average")
-PIPELINE_COLUMNS = ("preset", "objective", "batch", "synthetic_img_s", "pipeline_img_s", "overhead_pct",
-                    "pipeline_alone_ms_per_batch", "load_average", "skipped")
+TRAIN_COLUMNS = (
+    "preset",
+    "objective",
+    "batch",
+    "compile_s",
+    "step_s",
+    "min_s",
+    "steps_s",
+    "img_s",
+    "gflop_step",
+    "flop_s",
+    "matmul_flop_s",
+    "peak_frac",
+    "peak_mib",
+    "peak_rss_mib",
+    "load_average",
+)
+PIPELINE_COLUMNS = (
+    "preset",
+    "objective",
+    "batch",
+    "synthetic_img_s",
+    "pipeline_img_s",
+    "overhead_pct",
+    "pipeline_alone_ms_per_batch",
+    "load_average",
+    "skipped",
+)
 
 
-def run(preset: str, objectives: list[str], batch: int, warmup: int, steps: int, pipeline: bool,
-        pipeline_steps: int, keep_lpips: bool) -> tuple[list[dict], list[dict]]:
-    """Train rows for each objective and, with `pipeline`, one synthetic-vs-real row (the first objective's).
+def run(
+    preset: str,
+    objectives: list[str],
+    batch: int,
+    warmup: int,
+    steps: int,
+    pipeline: bool,
+    pipeline_steps: int,
+    keep_lpips: bool,
+) -> tuple[list[dict], list[dict]]:
+    """Train rows for each objective and, with `pipeline`, one synthetic-vs-real row (the first's).
 
     One initialisation serves every objective: a preset's configs share one network shape.
     """
@@ -178,7 +225,10 @@ def run(preset: str, objectives: list[str], batch: int, warmup: int, steps: int,
         rows.append(row)
         if pipeline and not pipe:
             pipe.append(bench_pipeline(preset, config, step, synthetic, pipeline_steps))
-        print(f"  {preset} {row['objective']}: {row['step_s']:.3g} s/step ({row['img_s']:.3g} img/s)", flush=True)
+        print(
+            f"  {preset} {row['objective']}: {row['step_s']:.3g} s/step ({row['img_s']:.3g} img/s)",
+            flush=True,
+        )
     return rows, pipe
 
 
@@ -190,7 +240,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps", 10, "timed calls (median reported)")
     flags.DEFINE_bool("pipeline", True, "also time the loop fed by build_dataset vs synthetic data")
     flags.DEFINE_integer("pipeline_steps", 20, "loop iterations per pipeline measurement")
-    flags.DEFINE_bool("keep_lpips", False, "keep the configs' LPIPS distance (needs its weights) instead of l2")
+    flags.DEFINE_bool(
+        "keep_lpips", False, "keep the configs' LPIPS distance (needs its weights) instead of l2"
+    )
     flags.DEFINE_string("out", "", "JSON path (default benchmarks/results/<device>-<date>.json)")
 
 
@@ -199,8 +251,16 @@ def main(_) -> None:
     record = common.header(f.flag_values_dict())
     train, pipe = [], []
     for preset in f.preset.split(","):
-        rows, p = run(preset, f.objectives, f.batch or common.DEFAULT_BATCH[preset], f.warmup, f.steps,
-                      f.pipeline, f.pipeline_steps, f.keep_lpips)
+        rows, p = run(
+            preset,
+            f.objectives,
+            f.batch or common.DEFAULT_BATCH[preset],
+            f.warmup,
+            f.steps,
+            f.pipeline,
+            f.pipeline_steps,
+            f.keep_lpips,
+        )
         train, pipe = train + rows, pipe + p
     record.update(train=train, pipeline=pipe, load_average_end=common.load_average())
     common.print_table(train, TRAIN_COLUMNS, "train step")
