@@ -14,7 +14,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from consistency_jax import checkpoint, evaluate, parallel, train
+from consistency_jax import checkpoint, compile_cache, evaluate, parallel, train
 from consistency_jax.config_checks import ConfigError
 from consistency_jax.data import DatasetUnavailableError, data_info
 from consistency_jax.evaluation import WeightsUnavailableError
@@ -37,6 +37,7 @@ flags.DEFINE_integer(
     "process_id", int(os.environ["JAX_PROCESS_ID"]) if "JAX_PROCESS_ID" in os.environ else None,
     "This process's index, 0 .. num_processes - 1 (multi-process).",
 )
+compile_cache.define_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -80,6 +81,7 @@ def init_distributed() -> None:
 def main(argv) -> None:
     del argv
     jax.config.update("jax_threefry_partitionable", True)
+    compile_cache.enable_compilation_cache(FLAGS.compilation_cache)
     config = FLAGS.config
     try:
         init_distributed()

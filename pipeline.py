@@ -1,12 +1,14 @@
-"""The end-to-end pipeline on an embedded data set: python pipeline.py --preset=toy --workdir=runs/toy."""
+"""The end-to-end pipeline on an embedded data set: python pipeline.py --preset=digits --workdir=runs/digits."""
 
 from absl import app, flags, logging
 
+from consistency_jax import compile_cache
 from consistency_jax.pipeline import DEFAULT_STAGES, PRESETS, results_table, run_pipeline
 
-flags.DEFINE_enum("preset", "toy", sorted(PRESETS), "Which embedded data set and configs.")
+flags.DEFINE_enum("preset", "digits", sorted(PRESETS), "Which embedded data set and configs.")
 flags.DEFINE_string("workdir", None, "Directory for all stages, the results table and the plot.")
 flags.DEFINE_list("stages", list(DEFAULT_STAGES), "Stages to run; edm (the teacher) is required.")
+compile_cache.define_flag()
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -14,6 +16,7 @@ FLAGS = flags.FLAGS
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.INFO)
+    compile_cache.enable_compilation_cache(FLAGS.compilation_cache)
     logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
     rows = run_pipeline(FLAGS.preset, FLAGS.workdir, tuple(FLAGS.stages))
     print(results_table(rows))

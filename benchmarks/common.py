@@ -1,5 +1,6 @@
 """What every benchmark shares: presets, device facts, compile/cost/memory of a step, timing, output."""
 
+import ast
 import datetime
 import functools
 import importlib
@@ -16,13 +17,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+from absl import flags
 
 from consistency_jax.data import DataInfo, data_info
 from consistency_jax.networks import build_network
 from consistency_jax.train_state import init_params
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-DEFAULT_BATCH = {"digits": 128, "cifar10": 8}
+DEFAULT_BATCH = {"digits": 64, "cifar10": 8}  # digits: configs/digits.py's batch
+flags.DEFINE_multi_string(
+    "set", [], "config override for every preset config, KEY=VALUE (repeatable), e.g. "
+    "--set=network.compute_dtype=bfloat16 --set=network.remat=True"
+)
 # DataInfo known without TFDS: synthetic batches need no prepared data set.
 OFFLINE_INFO = {"cifar10": DataInfo(shape=(32, 32, 3), num_classes=10, num_examples=50_000)}
 
@@ -65,6 +71,17 @@ def preset_config(
         c = importlib.import_module(f"configs.{preset}_{objective}").get_config()
     if c.objective.distance == "lpips" and not keep_lpips:
         c.objective.distance = "l2"
+    for item in flags.FLAGS.set:
+        key, _, value = item.partition("=")
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass  # a plain string
+        section, name = key.rsplit(".", 1)
+        target = c
+        for part in section.split("."):
+            target = target[part]
+        target[name] = value  # ConfigDict refuses unknown keys and wrong types
     return c
 
 

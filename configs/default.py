@@ -34,6 +34,10 @@ def get_config() -> ml_collections.ConfigDict:
     n.dropout = 0.0
     n.embedding_type = "auto"  # auto (the architecture's own) | positional | fourier
     n.fourier_scale = 16.0  # Fourier embedding scale (NCSN++ 16; iCT 0.02)
+    # float32 | bfloat16: the network's arithmetic; parameters, optimizer state and the loss stay
+    # float32. bfloat16 pays off on GPUs and TPUs; CPUs have no fast bfloat16 convolutions.
+    n.compute_dtype = "float32"
+    n.remat = False  # U-Net: recompute each block's activations in the backward pass (less memory)
     n.mlp = ml_collections.ConfigDict(dict(hidden=256, depth=4, emb_dim=128))
     n.unet = ml_collections.ConfigDict(
         dict(

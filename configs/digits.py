@@ -9,9 +9,9 @@ def base_config() -> ml_collections.ConfigDict:
     c = default.get_config()
     c.data.name = "digits"
     c.data.image_size = 8
-    c.data.batch_size = 128
+    c.data.batch_size = 64
     c.network.name = "ddpmpp"
-    c.network.unet.model_channels = 32
+    c.network.unet.model_channels = 16
     c.network.unet.channel_mult = (1, 2)
     c.network.unet.channel_mult_emb = 4
     c.network.unet.num_blocks = 1
@@ -19,7 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.ema_warmup = True
     c.train.log_every = 250
     c.train.ckpt_every = 1000
-    c.sample.num_samples = 2000
+    c.sample.num_samples = 500  # the grid and .npz each stage writes; eval draws its own 2000
     c.sample.batch_size = 500
     c.eval.num_samples = 2000
     c.eval.batch_size = 500

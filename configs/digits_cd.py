@@ -14,7 +14,7 @@ def get_config():
     c.objective.init_from_teacher = True
     c.optim.name = "radam"
     c.optim.lr = 4e-4
-    c.train.num_steps = 2000
+    c.train.num_steps = 1500
     c.train.ema_rate = 0.998
     c.sample.multistep_sigmas = (0.5853,)
     return c

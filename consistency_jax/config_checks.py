@@ -6,7 +6,8 @@ import os
 import ml_collections
 
 from consistency_jax import ode
-from consistency_jax.networks import NETWORKS
+from consistency_jax.errors import ConfigError
+from consistency_jax.networks import COMPUTE_DTYPES, NETWORKS
 from consistency_jax.objectives import DISTANCES, OBJECTIVES, WEIGHTINGS, needs_teacher
 from consistency_jax.sampling import check_multistep_sigmas
 from consistency_jax.train_state import OPTIMIZERS
@@ -14,10 +15,8 @@ from consistency_jax.train_state import OPTIMIZERS
 NAN_POLICIES = ("stop", "skip")
 # Sections that must agree between a run and the config it resumes with.
 RESUME_KEYS = ("model", "network", "objective.name", "data.name", "data.image_size")
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work, named with its key."""
+# How the network computes, not what it is: a run may resume with these changed.
+EXECUTION_KEYS = ("compute_dtype", "remat")
 
 
 def _choice(key: str, value: str, choices) -> None:
@@ -40,6 +39,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice("sample.teacher_solver", config.sample.teacher_solver, ode.STEPS)
     _choice("optim.name", config.optim.name, OPTIMIZERS)
     _choice("train.nan_policy", config.train.nan_policy, NAN_POLICIES)
+    _choice("network.compute_dtype", config.network.compute_dtype, COMPUTE_DTYPES)
     for key in ("data.batch_size", "train.num_steps", "optim.lr", "model.sigma_data",
                 "model.sigma_min", "sample.num_samples", "sample.batch_size"):
         section, name = key.split(".")
@@ -65,10 +65,46 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.train.ema_rate must be in [0, 1), got {config.train.ema_rate}.")
 
 
+def check_network_fits_data(config: ml_collections.ConfigDict, shape: tuple[int, ...]) -> None:
+    """Raise ConfigError where config.network cannot take data of `shape` ([D] or [H, W, C])."""
+    name, data = config.network.name, config.data.name
+    if name == "mlp" and len(shape) != 1:
+        raise ConfigError(
+            f"config.network.name='mlp' takes vectors, but {data!r} has images of shape {shape}: "
+            "use 'ddpmpp' or 'ncsnpp'."
+        )
+    if name == "mlp":
+        return
+    if len(shape) != 3:
+        raise ConfigError(
+            f"config.network.name={name!r} is a U-Net for images, but {data!r} has vectors of "
+            f"shape {shape}: use 'mlp'."
+        )
+    u = config.network.unet
+    levels = len(u.channel_mult)
+    size = shape[0]
+    if shape[0] != shape[1] or size % 2 ** (levels - 1):
+        raise ConfigError(
+            f"{data!r} images are {shape[0]}x{shape[1]}; the U-Net's {levels} resolutions "
+            f"(config.network.unet.channel_mult={tuple(u.channel_mult)}) need square images whose "
+            f"side divides by {2 ** (levels - 1)}: set config.data.image_size or channel_mult."
+        )
+    resolutions = [size >> level for level in range(levels)]
+    unreachable = [r for r in u.attn_resolutions if r not in resolutions]
+    if unreachable:
+        raise ConfigError(
+            f"config.network.unet.attn_resolutions={tuple(u.attn_resolutions)} names "
+            f"{unreachable}, but on {size}x{size} {data!r} images the U-Net's resolutions are "
+            f"{resolutions}: pick attention resolutions among them (or () for none)."
+        )
+
+
 def _lookup(config: ml_collections.ConfigDict, dotted: str):
     value = config
     for part in dotted.split("."):
         value = value[part]
+    if dotted == "network":
+        return {k: v for k, v in value.to_dict().items() if k not in EXECUTION_KEYS}
     return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
 
 

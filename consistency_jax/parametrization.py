@@ -11,6 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from consistency_jax.networks import apply_network
+
 Scalings = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 
 
@@ -67,9 +69,7 @@ def precondition(
     s = _per_sample(sigma, x)
     c_skip, c_out, c_in, c_noise = param.scalings(s)
     rngs = {"dropout": dropout_key} if dropout_key is not None else {}
-    out = model.apply(
-        {"params": params}, c_in * x, c_noise.reshape(-1), labels, train=train, rngs=rngs
-    )
+    out = apply_network(model, params, c_in * x, c_noise.reshape(-1), labels, train=train, rngs=rngs)
     return c_skip * x + c_out * out
 
 

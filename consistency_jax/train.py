@@ -222,6 +222,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     parallel.check_batch_size("data.batch_size", config.data.batch_size, mesh)
     parallel.check_batch_size("sample.batch_size", config.sample.batch_size, mesh)
     info = data_info(config.data)
+    config_checks.check_network_fits_data(config, info.shape)
     teacher = load_teacher(config, info, mesh) if needs_teacher(config.objective.name) else None
     dim = int(np.prod(info.shape))
     model = build_network(config.network, _num_classes(config, info))

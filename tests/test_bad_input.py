@@ -1,6 +1,7 @@
 """Bad input stops with a message naming the cause and the fix, before compute, destroying nothing."""
 
 import hashlib
+import re
 import os
 import subprocess
 import sys
@@ -108,4 +109,36 @@ def test_cifar10_without_the_data_set_stops_with_the_data_set_message(tmp_path, 
                     f"--config.data.tfds_data_dir={tmp_path / 'tfds'}")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "cifar10" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"network.name": "mlp"}, "config.network.name='mlp' takes vectors"),
+    ({"data.image_size": 10, "network.unet.channel_mult": (1, 2, 2)}, "side divides by 4"),
+    ({"network.unet.attn_resolutions": (16,)}, "resolutions are [8, 4]"),  # CIFAR-10's on digits
+    ({"data.name": "gmm2d"}, "is a U-Net for images"),
+    ({"data.conditional": True, "data.name": "gmm2d", "network.name": "mlp"}, "has no labels"),
+])
+def test_a_network_that_does_not_fit_the_data_stops_before_compute(tmp_path, overrides, message):
+    """The digits teacher's config with one mismatch: a clear error, and nothing written."""
+    from configs import digits_edm
+
+    config = digits_edm.get_config()
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        target = config
+        for part in section.split("."):
+            target = target[part]
+        target[name] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train.train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_data_mismatch_is_a_short_message_from_launch(tmp_path):
+    result = launch("--config=configs/digits_edm.py", f"--workdir={tmp_path / 'run'}",
+                    "--config.data.conditional=True", "--config.data.name=moons2d",
+                    "--config.network.name=mlp")
+    assert result.returncode == 2
+    assert "has no labels" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()

@@ -28,7 +28,8 @@ def test_digits_teacher_loss_falls_and_samples_land(tmp_path):
     workdir = tmp_path / "edm"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     result = subprocess.run(
-        [sys.executable, "launch.py", "--config=configs/digits_edm.py", f"--workdir={workdir}", *TINY],
+        [sys.executable, "launch.py", "--config=configs/digits_edm.py", f"--workdir={workdir}",
+         f"--compilation_cache={tmp_path / 'xla'}", *TINY],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -38,6 +39,7 @@ def test_digits_teacher_loss_falls_and_samples_land(tmp_path):
     assert np.mean(losses[-2:]) < 0.8 * losses[0], losses
     samples = np.load(workdir / "samples" / "teacher_heun11.npz")["samples"]
     assert samples.shape == (64, 8, 8, 1) and samples.dtype == np.uint8
+    assert os.listdir(tmp_path / "xla")  # the train step and sampler, kept for a restart
     assert samples.std() > 5  # not a blank image
     assert (workdir / "samples" / "teacher_heun11.png").exists()
     assert (workdir / "checkpoints" / "120").exists()

@@ -20,6 +20,7 @@ from consistency_jax.data.pipeline import (
     local_batch_size,
     record_batches,
 )
+from consistency_jax.errors import ConfigError
 
 __all__ = ["DataInfo", "DatasetUnavailableError", "build_dataset", "data_info"]
 
@@ -37,7 +38,10 @@ def data_info(cfg: ml_collections.ConfigDict) -> DataInfo:
     else:
         info = images.tfds_info(cfg.name, cfg.split, cfg.tfds_data_dir, cfg.image_size)
     if cfg.conditional and not info.num_classes:
-        raise ValueError(f"data.conditional=True, but {cfg.name!r} has no labels; set it False.")
+        raise ConfigError(
+            f"config.data.conditional=True, but {cfg.name!r} has no labels: set it False, or pick a "
+            "labelled data set."
+        )
     return info
 
 

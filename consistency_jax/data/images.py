@@ -21,6 +21,7 @@ from PIL import Image
 
 from consistency_jax.data import toy
 from consistency_jax.data.pipeline import ArraySource, DataInfo, Example
+from consistency_jax.errors import ConfigError
 
 DIGITS = "digits"
 _DIGITS_INFO = DataInfo(shape=(8, 8, 1), num_classes=10, num_examples=1797)
@@ -189,12 +190,12 @@ def tfds_info(name: str, split: str, data_dir: str, image_size: int) -> DataInfo
     source = tfds_source(name, split, data_dir)
     features = source.dataset_info.features
     if "image" not in features:
-        raise ValueError(f"TFDS data set {name!r} has no 'image' feature; pick an image data set.")
+        raise ConfigError(f"TFDS data set {name!r} has no 'image' feature; pick an image data set.")
     h, w, c = features["image"].shape
     if image_size:
         h = w = image_size
     elif h is None or w is None:
-        raise ValueError(f"{name!r} images vary in size; set --config.data.image_size.")
+        raise ConfigError(f"{name!r} images vary in size; set --config.data.image_size.")
     label = features["label"] if "label" in features else None
     num_classes = label.num_classes if isinstance(label, tfds.features.ClassLabel) else 0
     return DataInfo(shape=(h, w, c), num_classes=num_classes, num_examples=len(source))

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from consistency_jax.errors import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class GaussianMixture:
@@ -67,5 +69,5 @@ TOY_DATASETS = {
 def toy_points(name: str, n: int, seed: int) -> np.ndarray:
     """`n` points [n, 2] float32 of the toy data set `name`, the same for the same seed."""
     if name not in TOY_DATASETS:
-        raise ValueError(f"Unknown toy data set {name!r}; choose one of {sorted(TOY_DATASETS)}.")
+        raise ConfigError(f"Unknown toy data set {name!r}; choose one of {sorted(TOY_DATASETS)}.")
     return TOY_DATASETS[name](n, np.random.default_rng(seed))

@@ -1,12 +1,27 @@
 """Network registry: `config.network.name` -> a Flax module F(x, c_noise, labels, train=...)."""
 
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import ml_collections
 
 from consistency_jax.networks.mlp import MLP
 from consistency_jax.networks.unet import SongUNet
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(cfg: ml_collections.ConfigDict) -> jnp.dtype:
+    """config.network.compute_dtype as a dtype."""
+    if cfg.compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"config.network.compute_dtype={cfg.compute_dtype!r} is not known; choose one of "
+            f"{sorted(COMPUTE_DTYPES)}."
+        )
+    return COMPUTE_DTYPES[cfg.compute_dtype]
 
 
 def _embedding_type(cfg: ml_collections.ConfigDict, default: str) -> str:
@@ -22,6 +37,7 @@ def _mlp(cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
         embedding_type=_embedding_type(cfg, "positional"),
         fourier_scale=cfg.fourier_scale,
         num_classes=num_classes,
+        dtype=compute_dtype(cfg),
     )
 
 
@@ -36,6 +52,8 @@ def _song_unet(cfg: ml_collections.ConfigDict, num_classes: int, **arch) -> nn.M
         dropout=cfg.dropout,
         fourier_scale=cfg.fourier_scale,
         num_classes=num_classes,
+        dtype=compute_dtype(cfg),
+        remat=cfg.remat,
         **arch,
     )
 
@@ -70,3 +88,21 @@ def build_network(cfg: ml_collections.ConfigDict, num_classes: int = 0) -> nn.Mo
             f"Unknown network {cfg.name!r} (config.network.name); choose one of {sorted(NETWORKS)}."
         )
     return NETWORKS[cfg.name](cfg, num_classes)
+
+
+def apply_network(
+    model: nn.Module, params: Any, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None,
+    *, train: bool, rngs: dict,
+) -> jax.Array:
+    """F(x, c_noise, labels) in the model's compute dtype from float32 parameters; float32 out.
+
+    Mixed precision: parameters and x are cast on the way in (their gradients come back float32),
+    c_noise stays float32 for the noise embedding, and the output is cast back before the
+    parametrization's skip connection and the loss.
+    """
+    dtype = model.dtype
+    if dtype != jnp.float32:
+        params = jax.tree.map(lambda p: p.astype(dtype), params)
+        x = x.astype(dtype)
+    out = model.apply({"params": params}, x, c_noise, labels, train=train, rngs=rngs)
+    return out.astype(jnp.float32)

@@ -22,6 +22,7 @@ class MLP(nn.Module):
     embedding_type: str = "positional"
     fourier_scale: float = 16.0
     num_classes: int = 0
+    dtype: jnp.dtype = jnp.float32  # arithmetic dtype; the caller casts parameters and x to it
 
     @nn.compact
     def __call__(
@@ -33,6 +34,7 @@ class MLP(nn.Module):
                 labels = jnp.full(x.shape[:1], self.num_classes, jnp.int32)
             emb = emb + nn.Embed(self.num_classes + 1, self.emb_dim)(labels)
         emb = nn.silu(nn.Dense(self.emb_dim)(nn.silu(nn.Dense(self.emb_dim)(emb))))
+        emb = emb.astype(self.dtype)  # the embeddings run in float32 (c_noise needs it)
         h = nn.Dense(self.hidden)(x) + nn.Dense(self.hidden)(emb)
         for _ in range(self.depth):
             r = nn.silu(nn.LayerNorm()(h))

@@ -28,11 +28,11 @@ def _label_init(num_classes: int) -> nn.initializers.Initializer:
     return init
 
 
-def _resample_kernel(taps: Sequence[float], channels: int, gain: float) -> jax.Array:
+def _resample_kernel(taps: Sequence[float], channels: int, gain: float, dtype) -> jax.Array:
     """Depthwise 2-D filter outer(f, f) / sum(f)^2 (EDM `Conv2d.resample_filter`), HWIO."""
     f = np.asarray(taps, np.float32)
     f2 = np.outer(f, f) / f.sum() ** 2 * gain
-    return jnp.asarray(np.tile(f2[:, :, None, None], (1, 1, 1, channels)))
+    return jnp.asarray(np.tile(f2[:, :, None, None], (1, 1, 1, channels)), dtype)
 
 
 def _conv(x: jax.Array, w: jax.Array, pad: int, stride: int = 1, groups: int = 1) -> jax.Array:
@@ -44,7 +44,8 @@ def _conv(x: jax.Array, w: jax.Array, pad: int, stride: int = 1, groups: int = 1
 
 def downsample(x: jax.Array, taps: Sequence[float]) -> jax.Array:
     """Filter and stride 2 (EDM `Conv2d` down: depthwise conv, padding (len(f) - 1) // 2)."""
-    return _conv(x, _resample_kernel(taps, x.shape[-1], 1.0), (len(taps) - 1) // 2, 2, x.shape[-1])
+    c = x.shape[-1]
+    return _conv(x, _resample_kernel(taps, c, 1.0, x.dtype), (len(taps) - 1) // 2, 2, c)
 
 
 def upsample(x: jax.Array, taps: Sequence[float]) -> jax.Array:
@@ -53,7 +54,7 @@ def upsample(x: jax.Array, taps: Sequence[float]) -> jax.Array:
     c = x.shape[-1]
     # A transposed conv is an input-dilated conv with the flipped filter (this one is symmetric).
     return jax.lax.conv_general_dilated(
-        x, _resample_kernel(taps, c, 4.0), (1, 1), [(k - 1 - pad, k - 1 - pad)] * 2,
+        x, _resample_kernel(taps, c, 4.0, x.dtype), (1, 1), [(k - 1 - pad, k - 1 - pad)] * 2,
         lhs_dilation=(2, 2), dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c,
     )
 
@@ -77,7 +78,7 @@ class Conv2d(nn.Module):
         f_pad = (len(self.resample_filter) - 1) // 2
         if self.fused:  # EDM Conv2d.forward, fused_resample and down
             x = _conv(x, w, self.kernel // 2 + f_pad)
-            f = _resample_kernel(self.resample_filter, self.features, 1.0)
+            f = _resample_kernel(self.resample_filter, self.features, 1.0, x.dtype)
             return _conv(x, f, 0, 2, self.features) + b
         if self.up:
             x = upsample(x, self.resample_filter)
@@ -150,11 +151,15 @@ class SongUNet(nn.Module):
     decoder_type: str = "standard"  # 'standard' (both)
     resample_filter: Sequence[float] = (1, 1)
     num_classes: int = 0
+    dtype: jnp.dtype = jnp.float32  # arithmetic dtype; the caller casts parameters and x to it
+    remat: bool = False  # recompute each block's activations in the backward pass
 
     def _block(
         self, x: jax.Array, emb: jax.Array, train: bool, name: str, features: int, **kw
     ) -> jax.Array:
-        block = UNetBlock(
+        # static_argnums counts self: (self, x, emb, train) -> train is 3
+        cls = nn.remat(UNetBlock, static_argnums=(3,)) if self.remat else UNetBlock
+        block = cls(
             features, dropout=self.dropout, resample_filter=self.resample_filter, name=name, **kw
         )
         return block(x, emb, train)
@@ -175,7 +180,8 @@ class SongUNet(nn.Module):
             )
             emb = emb + map_label(labels)
         emb = nn.silu(nn.Dense(emb_channels, kernel_init=_xavier(), name="map_layer0")(emb))
-        return nn.silu(nn.Dense(emb_channels, kernel_init=_xavier(), name="map_layer1")(emb))
+        emb = nn.silu(nn.Dense(emb_channels, kernel_init=_xavier(), name="map_layer1")(emb))
+        return emb.astype(self.dtype)  # the embeddings run in float32 (c_noise needs it)
 
     def _encode(
         self, x: jax.Array, emb: jax.Array, train: bool
@@ -194,7 +200,7 @@ class SongUNet(nn.Module):
                         x.shape[-1], 3, down=True, fused=True,
                         resample_filter=self.resample_filter, name=f"{tag}_aux_residual",
                     )
-                    x = aux = (x + aux_residual(aux)) / np.sqrt(2)
+                    x = aux = (x + aux_residual(aux)) / float(np.sqrt(2))  # a weak scalar keeps the dtype
             skips.append(x)
             for idx in range(self.num_blocks):
                 x = self._block(
