@@ -1,13 +1,24 @@
 """The end-to-end pipeline on an embedded data set: python pipeline.py --preset=digits --workdir=runs/digits."""
 
+import jax
 from absl import app, flags, logging
 
 from consistency_jax import compile_cache
-from consistency_jax.pipeline import DEFAULT_STAGES, PRESETS, results_table, run_pipeline
+from consistency_jax.pipeline import (
+    DEFAULT_STAGES,
+    PRESETS,
+    results_table,
+    run_pipeline,
+)
 
 flags.DEFINE_enum("preset", "digits", sorted(PRESETS), "Which embedded data set and configs.")
 flags.DEFINE_string("workdir", None, "Directory for all stages, the results table and the plot.")
 flags.DEFINE_list("stages", list(DEFAULT_STAGES), "Stages to run; edm (the teacher) is required.")
+flags.DEFINE_bool(
+    "concurrent", True,
+    "On a CPU, train the stages that learn from data alone (ct, ict) in a second process while the "
+    "teacher and CD train (ignored on accelerators: one process holds the device).",
+)
 compile_cache.define_flag()
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -18,7 +29,10 @@ def main(argv) -> None:
     logging.set_verbosity(logging.INFO)
     compile_cache.enable_compilation_cache(FLAGS.compilation_cache)
     logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
-    rows = run_pipeline(FLAGS.preset, FLAGS.workdir, tuple(FLAGS.stages))
+    concurrent = FLAGS.concurrent and jax.default_backend() == "cpu"
+    rows = run_pipeline(
+        FLAGS.preset, FLAGS.workdir, tuple(FLAGS.stages), concurrent, FLAGS.compilation_cache
+    )
     print(results_table(rows))
 
 

@@ -5,8 +5,10 @@ ran), compares every stage's samples with the data and with the teacher's 35-eva
 samples, and writes WORKDIR/results.json, WORKDIR/results.md and WORKDIR/samples.png.
 """
 
+import concurrent.futures as concurrent_futures
 import importlib
 import json
+import multiprocessing
 import os
 
 import matplotlib
@@ -14,9 +16,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from consistency_jax import evaluate, generate, train
+from consistency_jax import compile_cache, evaluate, generate, train
 from consistency_jax.data import build_dataset, data_info
 from consistency_jax.evaluation import sliced_wasserstein
+from consistency_jax.objectives import needs_teacher
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -128,14 +131,56 @@ def plot_all(configs: dict, workdir: str, path: str) -> None:
     fig.savefig(path, dpi=100)
 
 
-def run_pipeline(preset: str, workdir: str, stages: tuple[str, ...] = DEFAULT_STAGES) -> list[dict]:
+def _train_stage(config: ml_collections.ConfigDict, workdir: str, stage: str, cache_dir: str) -> None:
+    """One stage in a second, spawned process (JAX does not survive a fork); its log lines are
+    tagged with the stage."""
+
+    def tag(record) -> bool:
+        record.msg = f"[{stage}] {record.msg}"
+        return True
+
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(tag)
+    compile_cache.enable_compilation_cache(cache_dir)
+    train.train(config, workdir)
+
+
+def train_stages(
+    configs: dict[str, ml_collections.ConfigDict], workdir: str, concurrent: bool, cache_dir: str
+) -> None:
+    """The teacher, then the stages distilled from it; with `concurrent`, the stages that learn
+    from data alone (CT, iCT) train meanwhile in a second process (two small-network runs use a
+    CPU's cores better than one)."""
+    from_data = [s for s, c in configs.items() if s != "edm" and not needs_teacher(c.objective.name)]
+    in_order = ["edm", *[s for s in configs if s != "edm" and s not in from_data]]
+    pool = None
+    if concurrent and from_data:
+        spawn = multiprocessing.get_context("spawn")
+        pool = concurrent_futures.ProcessPoolExecutor(1, mp_context=spawn)
+    background = [
+        pool.submit(_train_stage, configs[s], os.path.join(workdir, s), s, cache_dir)
+        for s in (from_data if pool else [])
+    ]
+    try:
+        for stage in in_order + ([] if pool else from_data):
+            logging.info("=== stage %s ===", stage)
+            train.train(configs[stage], os.path.join(workdir, stage))
+        for future in background:
+            future.result()  # a failure in the second process is raised here
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+
+
+def run_pipeline(
+    preset: str, workdir: str, stages: tuple[str, ...] = DEFAULT_STAGES, concurrent: bool = False,
+    cache_dir: str = "",
+) -> list[dict]:
     """Train every stage (teacher first), then write results.json, results.md and samples.png."""
     configs = stage_configs(preset, workdir, stages)
     for config in configs.values():
         data_info(config.data)  # every data set is there before any training starts
-    for stage in ("edm", *[s for s in stages if s != "edm"]):
-        logging.info("=== stage %s ===", stage)
-        train.train(configs[stage], os.path.join(workdir, stage))
+    train_stages(configs, workdir, concurrent, cache_dir)
     is_vector = len(data_info(configs["edm"].data).shape) == 1
     rows = vector_results(configs, workdir) if is_vector else image_results(configs, workdir)
     with open(os.path.join(workdir, "results.json"), "w") as f:

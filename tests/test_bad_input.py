@@ -1,8 +1,8 @@
 """Bad input stops with a message naming the cause and the fix, before compute, destroying nothing."""
 
 import hashlib
-import re
 import os
+import re
 import subprocess
 import sys
 

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from consistency_jax import pipeline, train
+from consistency_jax import pipeline
+from consistency_jax.config_checks import ConfigError
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -16,13 +17,14 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 def toy_rows(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("toy"))
     configs = pipeline.stage_configs("toy", workdir, ("edm", "cd", "ct", "ict"))
-    for stage, config in configs.items():
+    for config in configs.values():
         config.train.num_steps //= 2
         config.train.ckpt_every = config.train.num_steps
         # At half length a 0.999 EMA would still hold ~22% of the initial parameters (for CD:
         # the teacher's denoiser, a poor consistency function): let it warm up.
         config.train.ema_warmup = True
-        train.train(config, os.path.join(workdir, stage))
+    # as pipeline.py on a CPU: CT and iCT in a second process while the teacher and CD train
+    pipeline.train_stages(configs, workdir, concurrent=True, cache_dir="")
     return {(r["stage"], r["sampler"]): r for r in pipeline.vector_results(configs, workdir)}, workdir
 
 
@@ -59,3 +61,14 @@ def test_runs_write_their_record(toy_rows):
                 samples = np.load(os.path.join(run, "samples", name))["samples"]
                 assert samples.dtype == np.float32 and samples.shape[1] == 2
                 assert np.all(np.isfinite(samples))
+
+
+def test_a_failure_in_the_concurrent_process_stops_the_pipeline(tmp_path):
+    configs = pipeline.stage_configs("toy", str(tmp_path), ("edm", "ict"))
+    configs["edm"].train.num_steps = configs["edm"].train.ckpt_every = 10
+    configs["edm"].sample.num_samples = configs["edm"].sample.batch_size = 100
+    configs["ict"].optim.lr = -1.0  # the second process's stage cannot start
+    with pytest.raises(ConfigError, match="optim.lr must be > 0"):
+        pipeline.train_stages(configs, str(tmp_path), concurrent=True, cache_dir="")
+    assert os.path.exists(tmp_path / "edm" / "checkpoints")  # the teacher's stage still ran
+    assert not os.path.exists(tmp_path / "ict")
