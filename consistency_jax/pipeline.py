@@ -139,7 +139,9 @@ def _train_stage(config: ml_collections.ConfigDict, workdir: str, stage: str, ca
         record.msg = f"[{stage}] {record.msg}"
         return True
 
+    logging.use_absl_handler()  # as absl's app.run does in the first process
     logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
     logging.get_absl_handler().addFilter(tag)
     compile_cache.enable_compilation_cache(cache_dir)
     train.train(config, workdir)
