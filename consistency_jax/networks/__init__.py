@@ -100,7 +100,7 @@ def apply_network(
     c_noise stays float32 for the noise embedding, and the output is cast back before the
     parametrization's skip connection and the loss.
     """
-    dtype = model.dtype
+    dtype = getattr(model, "dtype", jnp.float32)  # a user's module may have no dtype field
     if dtype != jnp.float32:
         params = jax.tree.map(lambda p: p.astype(dtype), params)
         x = x.astype(dtype)
