@@ -25,6 +25,7 @@ from consistency_jax.train_state import init_params
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_BATCH = {"digits": 64, "cifar10": 8}  # digits: configs/digits.py's batch
+BATCH_HELP = "batch size (0: " + ", ".join(f"{b} {p}" for p, b in DEFAULT_BATCH.items()) + ")"
 flags.DEFINE_multi_string(
     "set", [], "config override for every preset config, KEY=VALUE (repeatable), e.g. "
     "--set=network.compute_dtype=bfloat16 --set=network.remat=True"

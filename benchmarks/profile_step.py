@@ -136,7 +136,7 @@ def summarise(
 def define_flags() -> None:
     flags.DEFINE_string("preset", "digits", "digits | cifar10")
     flags.DEFINE_string("objective", "cd", "edm | cd | ct | ict")
-    flags.DEFINE_integer("batch", 0, "batch size (0: 128 digits, 8 cifar10)")
+    flags.DEFINE_integer("batch", 0, common.BATCH_HELP)
     flags.DEFINE_integer("reps", 3, "timed calls per sub-part")
     flags.DEFINE_integer("trace_steps", 2, "steps traced with jax.profiler (0: no trace)")
     flags.DEFINE_integer("top", 15, "instructions listed")

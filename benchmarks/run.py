@@ -17,7 +17,7 @@ from absl import app, flags
 from benchmarks import common, sampling, train_step
 
 flags.DEFINE_list("presets", ["digits", "cifar10"], "presets to run: digits, cifar10")
-flags.DEFINE_integer("batch", 0, "batch size for every preset (0: 128 digits, 8 cifar10)")
+flags.DEFINE_integer("batch", 0, common.BATCH_HELP)
 flags.DEFINE_list("objectives", list(train_step.OBJECTIVES), "objectives to time")
 flags.DEFINE_integer("warmup", 1, "untimed calls after compilation")
 flags.DEFINE_integer("train_steps", 5, "timed train steps per objective (median reported)")

@@ -109,7 +109,7 @@ def run(preset: str, batch: int, warmup: int, reps: int, teacher_reps: int) -> l
 
 def define_flags() -> None:
     flags.DEFINE_string("preset", "digits", "digits | cifar10 (comma-separated for several)")
-    flags.DEFINE_integer("batch", 0, "batch size (0: 128 digits, 8 cifar10)")
+    flags.DEFINE_integer("batch", 0, common.BATCH_HELP)
     flags.DEFINE_integer("warmup", 1, "untimed calls after compilation (at most the timed count)")
     flags.DEFINE_integer("reps", 10, "timed calls of the consistency samplers (median reported)")
     flags.DEFINE_integer("teacher_reps", 3, "timed calls of the 35-NFE teacher sampler")

@@ -235,7 +235,7 @@ def run(
 def define_flags() -> None:
     flags.DEFINE_string("preset", "digits", "digits | cifar10 (comma-separated for several)")
     flags.DEFINE_list("objectives", list(OBJECTIVES), "objectives to time")
-    flags.DEFINE_integer("batch", 0, "batch size (0: 128 digits, 8 cifar10)")
+    flags.DEFINE_integer("batch", 0, common.BATCH_HELP)
     flags.DEFINE_integer("warmup", 2, "untimed calls after compilation")
     flags.DEFINE_integer("steps", 10, "timed calls (median reported)")
     flags.DEFINE_bool("pipeline", True, "also time the loop fed by build_dataset vs synthetic data")

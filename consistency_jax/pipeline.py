@@ -154,20 +154,21 @@ def train_stages(
     from data alone (CT, iCT) train meanwhile in a second process (two small-network runs use a
     CPU's cores better than one)."""
     from_data = [s for s, c in configs.items() if s != "edm" and not needs_teacher(c.objective.name)]
-    in_order = ["edm", *[s for s in configs if s != "edm" and s not in from_data]]
+    background = from_data if concurrent else []
+    in_order = ["edm", *[s for s in configs if s != "edm" and s not in background]]
     pool = None
-    if concurrent and from_data:
+    if background:
         spawn = multiprocessing.get_context("spawn")
         pool = concurrent_futures.ProcessPoolExecutor(1, mp_context=spawn)
-    background = [
+    futures = [
         pool.submit(_train_stage, configs[s], os.path.join(workdir, s), s, cache_dir)
-        for s in (from_data if pool else [])
+        for s in background
     ]
     try:
-        for stage in in_order + ([] if pool else from_data):
+        for stage in in_order:
             logging.info("=== stage %s ===", stage)
             train.train(configs[stage], os.path.join(workdir, stage))
-        for future in background:
+        for future in futures:
             future.result()  # a failure in the second process is raised here
     finally:
         if pool:
