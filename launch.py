@@ -86,7 +86,7 @@ def main(argv) -> None:
     try:
         init_distributed()
         logging.set_verbosity(logging.INFO if parallel.is_main_process() else logging.WARNING)
-        logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
+        checkpoint.hide_orbax_info()
         if FLAGS.mode == "train":
             train.train(config, FLAGS.workdir)
         elif FLAGS.mode == "sample":

@@ -3,7 +3,7 @@
 import jax
 from absl import app, flags, logging
 
-from consistency_jax import compile_cache
+from consistency_jax import checkpoint, compile_cache
 from consistency_jax.pipeline import (
     DEFAULT_STAGES,
     PRESETS,
@@ -28,7 +28,7 @@ def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.INFO)
     compile_cache.enable_compilation_cache(FLAGS.compilation_cache)
-    logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
+    checkpoint.hide_orbax_info()
     concurrent = FLAGS.concurrent and jax.default_backend() == "cpu"
     rows = run_pipeline(
         FLAGS.preset, FLAGS.workdir, tuple(FLAGS.stages), concurrent, FLAGS.compilation_cache

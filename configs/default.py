@@ -75,6 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
     p.eps = 1e-8
     p.weight_decay = 0.0
     p.warmup_steps = 0  # linear lr warmup from 0 over this many steps
+    p.decay_steps = 0  # then cosine decay of the lr to 0 over this many steps (0: constant lr)
     p.grad_clip = 0.0  # global-norm clipping; 0 disables
 
     # --- training loop ---------------------------------------------------------------

@@ -27,6 +27,11 @@ from consistency_jax.config_checks import ConfigError
 from consistency_jax.train_state import TrainState
 
 
+def hide_orbax_info() -> None:
+    """Keep orbax's per-save INFO lines out of absl's log (they bury the training log)."""
+    logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
+
+
 class CheckpointNotFoundError(FileNotFoundError):
     """A run directory that should hold a checkpoint holds none."""
 

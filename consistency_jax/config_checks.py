@@ -29,6 +29,11 @@ def _positive(key: str, value: float) -> None:
         raise ConfigError(f"config.{key} must be > 0, got {value!r}.")
 
 
+def _non_negative(key: str, value: float) -> None:
+    if not value >= 0:
+        raise ConfigError(f"config.{key} must be >= 0, got {value!r}.")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raise ConfigError naming the first key whose value cannot work."""
     _choice("objective.name", config.objective.name, OBJECTIVES)
@@ -44,6 +49,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "model.sigma_min", "sample.num_samples", "sample.batch_size"):
         section, name = key.split(".")
         _positive(key, config[section][name])
+    for key in ("optim.warmup_steps", "optim.decay_steps", "optim.grad_clip", "optim.weight_decay"):
+        section, name = key.split(".")
+        _non_negative(key, config[section][name])
     m = config.model
     if not m.sigma_min < m.sigma_max:
         raise ConfigError(f"config.model.sigma_min={m.sigma_min} must be < sigma_max={m.sigma_max}.")

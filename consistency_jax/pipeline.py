@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from consistency_jax import compile_cache, evaluate, generate, train
+from consistency_jax import checkpoint, compile_cache, evaluate, generate, train
 from consistency_jax.data import build_dataset, data_info
 from consistency_jax.evaluation import sliced_wasserstein
 from consistency_jax.objectives import needs_teacher
@@ -141,7 +141,7 @@ def _train_stage(config: ml_collections.ConfigDict, workdir: str, stage: str, ca
 
     logging.use_absl_handler()  # as absl's app.run does in the first process
     logging.set_verbosity(logging.INFO)
-    logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
+    checkpoint.hide_orbax_info()
     logging.get_absl_handler().addFilter(tag)
     compile_cache.enable_compilation_cache(cache_dir)
     train.train(config, workdir)

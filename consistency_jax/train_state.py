@@ -29,18 +29,33 @@ class TrainState:
 OPTIMIZERS = {"adam": optax.scale_by_adam, "radam": optax.scale_by_radam}
 
 
+def learning_rate(cfg: ml_collections.ConfigDict) -> optax.ScalarOrSchedule:
+    """Linear warm-up from 0 over `warmup_steps`, then constant, or cosine decay to 0 over the next
+    `decay_steps` when that is set (config.optim)."""
+    if not cfg.warmup_steps and not cfg.decay_steps:
+        return cfg.lr  # a constant adds no step counter to the optimizer state
+    decay = (
+        optax.cosine_decay_schedule(cfg.lr, cfg.decay_steps)
+        if cfg.decay_steps
+        else optax.constant_schedule(cfg.lr)
+    )
+    if not cfg.warmup_steps:
+        return decay
+    warmup = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
+    return optax.join_schedules([warmup, decay], [cfg.warmup_steps])
+
+
 def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Clip (optional) -> Adam/RAdam -> weight decay -> linear-warmup learning rate (config.optim)."""
+    """Clip (optional) -> Adam/RAdam -> weight decay -> learning-rate schedule (config.optim)."""
     if cfg.name not in OPTIMIZERS:
         raise ValueError(
             f"Unknown optimizer {cfg.name!r} (config.optim.name); choose one of {sorted(OPTIMIZERS)}."
         )
-    schedule = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
     parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip > 0 else []
     parts += [
         OPTIMIZERS[cfg.name](b1=cfg.b1, b2=cfg.b2, eps=cfg.eps),
         optax.add_decayed_weights(cfg.weight_decay),
-        optax.scale_by_learning_rate(schedule),
+        optax.scale_by_learning_rate(learning_rate(cfg)),
     ]
     return optax.chain(*parts)
 

@@ -57,6 +57,7 @@ def test_unknown_objective_is_a_short_message_and_writes_nothing(tmp_path):
     ("objective", "solver", "rk4", "config.objective.solver='rk4' is not known"),
     ("optim", "name", "sgd", "config.optim.name='sgd' is not known"),
     ("data", "batch_size", 0, "config.data.batch_size must be > 0"),
+    ("optim", "decay_steps", -100, "config.optim.decay_steps must be >= 0"),
     ("model", "sigma_min", 100.0, "sigma_min=100.0 must be < sigma_max"),
     ("sample", "multistep_sigmas", (100.0,), "multistep_sigmas"),
 ])

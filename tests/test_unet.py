@@ -9,7 +9,7 @@ import pytest
 
 from configs.default import get_config
 from consistency_jax.networks import build_network
-from consistency_jax.networks.unet import SongUNet, downsample, upsample
+from consistency_jax.networks.unet import Conv2d, SongUNet, downsample, upsample
 
 # Exact counts of EDM's SongUNet at the CIFAR-10 sizes (32x32x3, unconditional), from the shapes
 # of NVlabs/edm training/networks.py; NCSN++'s Fourier `freqs` is a buffer there, excluded here
@@ -124,12 +124,12 @@ def _conv_transpose_ref(x: np.ndarray, f: np.ndarray) -> np.ndarray:
     return full[pad : pad + 2 * h, pad : pad + 2 * h]
 
 
-def _conv_down_ref(x: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """PyTorch conv2d(stride 2, padding (k-1)//2) of one channel with the resample filter."""
-    k, pad = len(f), (len(f) - 1) // 2
+def _conv_down_ref(x: np.ndarray, f: np.ndarray, pad: int | None = None) -> np.ndarray:
+    """PyTorch conv2d(stride 2, padding (k-1)//2 or `pad`) of one channel with the filter."""
+    k, pad = len(f), (len(f) - 1) // 2 if pad is None else pad
     w = np.outer(f, f) / f.sum() ** 2
     xp = np.pad(x, pad)
-    n = x.shape[0] // 2
+    n = (xp.shape[0] - k) // 2 + 1
     out = np.zeros((n, n))
     for i in range(n):
         for j in range(n):
@@ -145,6 +145,23 @@ def test_resampling_matches_edm_conv(taps):
     down = downsample(jnp.asarray(x)[None, :, :, None], taps)[0, :, :, 0]
     np.testing.assert_allclose(up, _conv_transpose_ref(x, f), atol=1e-5)
     np.testing.assert_allclose(down, _conv_down_ref(x, f), atol=1e-5)
+
+
+
+def test_fused_down_conv_matches_edm():
+    """EDM Conv2d fused_resample down: conv at full resolution padded by k // 2 + f_pad, then
+    the filter with stride 2 and no padding."""
+    taps, x = (1, 3, 3, 1), np.random.default_rng(1).normal(size=(1, 8, 8, 2)).astype(np.float32)
+    layer = Conv2d(3, 3, down=True, fused=True, resample_filter=taps)
+    params = layer.init(jax.random.key(0), x)
+    full = jax.lax.conv_general_dilated(
+        x, params["params"]["kernel"], (1, 1), [(2, 2)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    expected = np.stack(
+        [_conv_down_ref(np.asarray(full[0, :, :, c]), np.asarray(taps, np.float64), 0) for c in range(3)],
+        axis=-1,
+    )
+    np.testing.assert_allclose(layer.apply(params, x)[0], expected, atol=1e-5)
 
 
 def test_init_follows_edm():

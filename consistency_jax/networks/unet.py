@@ -28,35 +28,40 @@ def _label_init(num_classes: int) -> nn.initializers.Initializer:
     return init
 
 
-def _resample_kernel(taps: Sequence[float], channels: int, gain: float, dtype) -> jax.Array:
-    """Depthwise 2-D filter outer(f, f) / sum(f)^2 (EDM `Conv2d.resample_filter`), HWIO."""
-    f = np.asarray(taps, np.float32)
-    f2 = np.outer(f, f) / f.sum() ** 2 * gain
-    return jnp.asarray(np.tile(f2[:, :, None, None], (1, 1, 1, channels)), dtype)
-
-
-def _conv(x: jax.Array, w: jax.Array, pad: int, stride: int = 1, groups: int = 1) -> jax.Array:
+def _conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
     return jax.lax.conv_general_dilated(
-        x, w, (stride, stride), [(pad, pad)] * 2,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups,
+        x, w, (1, 1), [(pad, pad)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
 
 
-def downsample(x: jax.Array, taps: Sequence[float]) -> jax.Array:
-    """Filter and stride 2 (EDM `Conv2d` down: depthwise conv, padding (len(f) - 1) // 2)."""
-    c = x.shape[-1]
-    return _conv(x, _resample_kernel(taps, c, 1.0, x.dtype), (len(taps) - 1) // 2, 2, c)
+def _filter_hw(x: jax.Array, taps: Sequence[float], stride: int) -> jax.Array:
+    """Correlate H and W with the 1-D taps (no padding), then keep every `stride`-th output:
+    the separable depthwise filter outer(f, f) as strided slices and sums, not a grouped conv
+    (XLA on CPU runs grouped convs several times slower)."""
+    for axis in (1, 2):
+        n = (x.shape[axis] - len(taps)) // stride + 1
+        x = sum(
+            t * jax.lax.slice_in_dim(x, i, i + stride * (n - 1) + 1, stride, axis)
+            for i, t in enumerate(taps)
+        )
+    return x
+
+
+def downsample(x: jax.Array, taps: Sequence[float], pad: int | None = None) -> jax.Array:
+    """Filter outer(f, f) / sum(f)^2 with stride 2 (EDM `Conv2d` down: depthwise conv,
+    padding (len(f) - 1) // 2 unless given)."""
+    pad = (len(taps) - 1) // 2 if pad is None else pad
+    x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    return _filter_hw(x, [t / sum(taps) for t in taps], 2)
 
 
 def upsample(x: jax.Array, taps: Sequence[float]) -> jax.Array:
-    """Zero-insert and filter (EDM `Conv2d` up: conv_transpose2d with f·4, stride 2)."""
-    k, pad = len(taps), (len(taps) - 1) // 2
-    c = x.shape[-1]
-    # A transposed conv is an input-dilated conv with the flipped filter (this one is symmetric).
-    return jax.lax.conv_general_dilated(
-        x, _resample_kernel(taps, c, 4.0, x.dtype), (1, 1), [(k - 1 - pad, k - 1 - pad)] * 2,
-        lhs_dilation=(2, 2), dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c,
-    )
+    """Zero-insert and filter with outer(f, f) · 4 / sum(f)^2 (EDM `Conv2d` up: conv_transpose2d,
+    stride 2; the flipped filter of the transposed conv is the same, f being symmetric)."""
+    edge = len(taps) - 1 - (len(taps) - 1) // 2
+    zero = jnp.zeros((), x.dtype)
+    x = jax.lax.pad(x, zero, ((0, 0, 0), (edge, edge, 1), (edge, edge, 1), (0, 0, 0)))
+    return _filter_hw(x, [2 * t / sum(taps) for t in taps], 1)
 
 
 class Conv2d(nn.Module):
@@ -75,11 +80,9 @@ class Conv2d(nn.Module):
         shape = (self.kernel, self.kernel, x.shape[-1], self.features)
         w = self.param("kernel", _xavier(self.init_weight), shape)
         b = self.param("bias", nn.initializers.zeros, (self.features,))
-        f_pad = (len(self.resample_filter) - 1) // 2
         if self.fused:  # EDM Conv2d.forward, fused_resample and down
-            x = _conv(x, w, self.kernel // 2 + f_pad)
-            f = _resample_kernel(self.resample_filter, self.features, 1.0, x.dtype)
-            return _conv(x, f, 0, 2, self.features) + b
+            x = _conv(x, w, self.kernel // 2 + (len(self.resample_filter) - 1) // 2)
+            return downsample(x, self.resample_filter, pad=0) + b
         if self.up:
             x = upsample(x, self.resample_filter)
         if self.down:
