@@ -1,4 +1,14 @@
-"""CD of the digits teacher: N = 18, Heun, l2, RAdam, mu = 0, student initialised from the teacher."""
+"""CD of the digits teacher: Heun teacher step, pseudo-Huber with the iCT weighting, RAdam,
+mu = 0, student initialised from the teacher.
+
+Measured on this data (one-step Frechet distance, 10,000 samples, teacher 0.50): l2 with uniform
+weighting plateaued at 1.2-1.5 from 1500 steps on; pseudo-Huber with lambda = 1/(sigma_{n+1} -
+sigma_n) (iCT's metric and weighting in place of the CM paper's LPIPS, which 8x8 digits cannot
+use) reached 1.08 at N = 18 in 3000 steps (RAdam 4e-4). N sets a floor, the teacher's own Heun
+sampler on the N-point grid (0.73 at N = 10, 0.48 at 13, 0.50 at 18), while fewer links in the
+chain train faster: with lr 1e-3, N = 10 reached 0.84 by step 2000 and stayed there (0.85 at
+3000), N = 13 0.85-0.95, N = 15 0.91, N = 7 3.0 (its floor).
+"""
 
 from configs.digits import base_config
 
@@ -6,15 +16,16 @@ from configs.digits import base_config
 def get_config():
     c = base_config()
     c.objective.name = "cd"
-    c.objective.num_scales = 18
+    c.objective.num_scales = 10
     c.objective.solver = "heun"
-    c.objective.distance = "l2"
+    c.objective.distance = "pseudo_huber"
+    c.objective.weighting = "ict"
     c.objective.target_ema = 0.0
     c.objective.teacher_workdir = "runs/digits/edm"
     c.objective.init_from_teacher = True
     c.optim.name = "radam"
-    c.optim.lr = 4e-4
-    c.train.num_steps = 1500
+    c.optim.lr = 1e-3
+    c.train.num_steps = 2500
     c.train.ema_rate = 0.998
     c.sample.multistep_sigmas = (0.5853,)
     return c
