@@ -47,11 +47,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice("network.compute_dtype", config.network.compute_dtype, COMPUTE_DTYPES)
     for key in ("data.batch_size", "train.num_steps", "optim.lr", "model.sigma_data",
                 "model.sigma_min", "sample.num_samples", "sample.batch_size"):
-        section, name = key.split(".")
-        _positive(key, config[section][name])
+        _positive(key, _lookup(config, key))
     for key in ("optim.warmup_steps", "optim.decay_steps", "optim.grad_clip", "optim.weight_decay"):
-        section, name = key.split(".")
-        _non_negative(key, config[section][name])
+        _non_negative(key, _lookup(config, key))
     m = config.model
     if not m.sigma_min < m.sigma_max:
         raise ConfigError(f"config.model.sigma_min={m.sigma_min} must be < sigma_max={m.sigma_max}.")

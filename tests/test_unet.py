@@ -147,7 +147,6 @@ def test_resampling_matches_edm_conv(taps):
     np.testing.assert_allclose(down, _conv_down_ref(x, f), atol=1e-5)
 
 
-
 def test_fused_down_conv_matches_edm():
     """EDM Conv2d fused_resample down: conv at full resolution padded by k // 2 + f_pad, then
     the filter with stride 2 and no padding."""

