@@ -37,6 +37,11 @@ flags.DEFINE_integer(
     "process_id", int(os.environ["JAX_PROCESS_ID"]) if "JAX_PROCESS_ID" in os.environ else None,
     "This process's index, 0 .. num_processes - 1 (multi-process).",
 )
+flags.DEFINE_string(
+    "eval_steps", "latest",
+    "--mode=eval: latest, all (every kept checkpoint, oldest first), or steps as 1000,2000; "
+    "checkpoints other than the latest are evaluated under workdir/eval/step_<step>/.",
+)
 compile_cache.define_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
@@ -67,6 +72,16 @@ def sample(config, workdir: str) -> None:
         logging.info("%s samples: %s", name, path)
 
 
+def run_evals(config, workdir: str, spec: str) -> None:
+    """Evaluate each checkpoint --eval_steps names; with several, log a table of the FIDs."""
+    steps = evaluate.steps_to_evaluate(workdir, spec)
+    rows = [evaluate.evaluate(config, workdir, step) for step in steps]
+    if len(rows) > 1:
+        for r in rows:
+            fids = "  ".join(f"{name} {v['fid']:.4g}" for name, v in r["samplers"].items())
+            logging.info("step %d: FID %s", r["step"], fids)
+
+
 def init_distributed() -> None:
     """Join the other processes of the run, if there are any (before any other use of jax)."""
     args = parallel.distributed_args(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
@@ -92,7 +107,7 @@ def main(argv) -> None:
         elif FLAGS.mode == "sample":
             sample(config, FLAGS.workdir)
         else:
-            evaluate.evaluate(config, FLAGS.workdir)
+            run_evals(config, FLAGS.workdir, FLAGS.eval_steps)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

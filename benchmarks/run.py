@@ -23,6 +23,7 @@ flags.DEFINE_integer("warmup", 1, "untimed calls after compilation")
 flags.DEFINE_integer("train_steps", 5, "timed train steps per objective (median reported)")
 flags.DEFINE_bool("pipeline", True, "time the loop fed by build_dataset vs synthetic data")
 flags.DEFINE_integer("pipeline_steps", 10, "loop iterations per pipeline measurement")
+flags.DEFINE_integer("pipeline_repeats", 5, "alternating synthetic / real measurements")
 flags.DEFINE_integer("sample_reps", 5, "timed calls of the one- and two-step samplers")
 flags.DEFINE_integer("teacher_reps", 1, "timed calls of the 35-NFE teacher sampler")
 flags.DEFINE_bool(
@@ -45,6 +46,7 @@ def main(_) -> None:
             f.train_steps,
             f.pipeline,
             f.pipeline_steps,
+            f.pipeline_repeats,
             f.keep_lpips,
         )
         train, pipe = train + rows, pipe + p

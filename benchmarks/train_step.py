@@ -101,11 +101,14 @@ def pipeline_only_seconds(it: Any, batches: int) -> float:
 
 
 def bench_pipeline(
-    preset: str, config: ml_collections.ConfigDict, step: Step, batch: dict, steps: int
+    preset: str, config: ml_collections.ConfigDict, step: Step, batch: dict, steps: int,
+    repeats: int,
 ) -> dict:
-    """The train loop fed by a synthetic device batch vs by build_dataset (one device: device_put).
+    """The train loop fed by a synthetic device batch vs by build_dataset (one device: device_put),
+    `repeats` times, the two alternating so that load drifts reach both alike.
 
-    overhead_pct = 100 (real / synthetic - 1): what the pipeline adds to the loop's wall time.
+    overhead_pct = 100 (real / synthetic - 1) of each pair: what the pipeline adds to the loop's
+    wall time; the row reports their median and range.
     """
     data = config.data.copy_and_resolve_references()
     data.batch_size = batch["x"].shape[0]
@@ -119,14 +122,20 @@ def bench_pipeline(
         it, _ = build_dataset(data, seed=0)
     except DatasetUnavailableError as e:
         return {**row, "skipped": str(e).splitlines()[0][:120]}
-    synthetic = loop_seconds(step, lambda: batch, steps)
-    real = loop_seconds(step, lambda: jax.device_put(next(it)), steps)
+    pairs = [
+        (loop_seconds(step, lambda: batch, steps), loop_seconds(step, lambda: jax.device_put(next(it)), steps))
+        for _ in range(repeats)
+    ]
+    synthetic, real = (statistics.median(p[j] for p in pairs) for j in (0, 1))
+    overheads = sorted(100 * (r / s - 1) for s, r in pairs)
     n = data.batch_size * steps
     return {
         **row,
+        "repeats": repeats,
         "synthetic_img_s": n / synthetic,
         "pipeline_img_s": n / real,
-        "overhead_pct": 100 * (real / synthetic - 1),
+        "overhead_pct": statistics.median(overheads),
+        "overhead_pct_range": [overheads[0], overheads[-1]],
         "pipeline_alone_ms_per_batch": 1e3 * pipeline_only_seconds(it, max(steps, 20)),
         "load_average": common.load_average(),
     }
@@ -195,6 +204,7 @@ PIPELINE_COLUMNS = (
     "synthetic_img_s",
     "pipeline_img_s",
     "overhead_pct",
+    "overhead_pct_range",
     "pipeline_alone_ms_per_batch",
     "load_average",
     "skipped",
@@ -209,6 +219,7 @@ def run(
     steps: int,
     pipeline: bool,
     pipeline_steps: int,
+    pipeline_repeats: int,
     keep_lpips: bool,
 ) -> tuple[list[dict], list[dict]]:
     """Train rows for each objective and, with `pipeline`, one synthetic-vs-real row (the first's).
@@ -224,7 +235,9 @@ def run(
         row, step = bench_objective(config, preset, params, synthetic, warmup, steps)
         rows.append(row)
         if pipeline and not pipe:
-            pipe.append(bench_pipeline(preset, config, step, synthetic, pipeline_steps))
+            pipe.append(
+                bench_pipeline(preset, config, step, synthetic, pipeline_steps, pipeline_repeats)
+            )
         print(
             f"  {preset} {row['objective']}: {row['step_s']:.3g} s/step ({row['img_s']:.3g} img/s)",
             flush=True,
@@ -240,6 +253,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps", 10, "timed calls (median reported)")
     flags.DEFINE_bool("pipeline", True, "also time the loop fed by build_dataset vs synthetic data")
     flags.DEFINE_integer("pipeline_steps", 20, "loop iterations per pipeline measurement")
+    flags.DEFINE_integer("pipeline_repeats", 5, "alternating synthetic / real measurements")
     flags.DEFINE_bool(
         "keep_lpips", False, "keep the configs' LPIPS distance (needs its weights) instead of l2"
     )
@@ -259,6 +273,7 @@ def main(_) -> None:
             f.steps,
             f.pipeline,
             f.pipeline_steps,
+            f.pipeline_repeats,
             f.keep_lpips,
         )
         train, pipe = train + rows, pipe + p

@@ -59,6 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
     o.weighting = "uniform"  # uniform | ict (1 / (sigma_{n+1} - sigma_n))
     o.num_scales = 18  # CD: N, grid size
     o.solver = "heun"  # CD: teacher ODE step (euler | heun)
+    o.teacher_substeps = 1  # CD: teacher solver steps per grid interval (on a K-times finer grid)
     o.target_ema = 0.0  # CD: mu, target network EMA rate (0: target = sg(online))
     o.teacher_workdir = ""  # CD: workdir of the trained teacher run (required for cd)
     o.init_from_teacher = True  # CD: start the student (and its EMA) from the teacher

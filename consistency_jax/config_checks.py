@@ -56,6 +56,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if needs_teacher(config.objective.name):
         if config.objective.num_scales < 2:
             raise ConfigError("config.objective.num_scales (N) must be >= 2 for CD.")
+        if config.objective.teacher_substeps < 1:
+            raise ConfigError("config.objective.teacher_substeps must be >= 1 (1: one solver step per interval).")
         if not config.objective.teacher_workdir:
             raise ConfigError(
                 "CD needs a trained teacher: set config.objective.teacher_workdir to the workdir of "

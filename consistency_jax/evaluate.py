@@ -10,6 +10,9 @@ Files, under the run's workdir:
                                      computed on the first eval (without eval.reference_stats)
     eval/results.json                the figures of the latest eval
     metrics.jsonl                    + {"step", "eval/<sampler>/<figure>": value, ...} per eval
+    eval/step_<step>/...             the same shards and results.json for a checkpoint named by
+                                     step (launch.py --eval_steps), so evaluating an older
+                                     checkpoint never overwrites the latest one's files
 
 Each sampling batch is split over every device of config.parallel's mesh, in every process;
 process 0 writes the files.
@@ -264,15 +267,55 @@ def check_reference(reference: Reference, features_fn: FeaturesFn, shape: tuple[
 
 
 def restore_ema_params(
-    config: ml_collections.ConfigDict, workdir: str, model: nn.Module, info: DataInfo
+    config: ml_collections.ConfigDict, workdir: str, model: nn.Module, info: DataInfo,
+    step: int | None = None,
 ) -> tuple[object, int]:
-    """(sampling-EMA parameters, step) of the run's latest checkpoint."""
+    """(sampling-EMA parameters, step) of the run's checkpoint at `step` (default: the latest)."""
     manager = checkpoint.make_manager(workdir)
     try:
-        state = checkpoint.restore(manager, train.abstract_state(config, model, info))
+        if step is not None and step not in manager.all_steps():
+            raise checkpoint.CheckpointNotFoundError(
+                f"No checkpoint at step {step} in {manager.directory}; it keeps steps "
+                f"{sorted(manager.all_steps())}."
+            )
+        state = checkpoint.restore(manager, train.abstract_state(config, model, info), step=step)
     finally:
         manager.close()
     return state.ema_params, int(state.step)
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+    """The steps of the run's kept checkpoints, oldest first."""
+    manager = checkpoint.make_manager(workdir)
+    try:
+        steps = sorted(manager.all_steps())
+    finally:
+        manager.close()
+    if not steps:
+        raise checkpoint.CheckpointNotFoundError(f"No checkpoint in {checkpoint.checkpoint_dir(workdir)}.")
+    return steps
+
+
+def steps_to_evaluate(workdir: str, spec: str) -> list[int | None]:
+    """The checkpoints `spec` names: 'latest' -> [None], 'all' -> every kept step, '1000,2000' ->
+    those steps, each checked to be kept before anything is drawn."""
+    if spec == "latest":
+        return [None]
+    kept = checkpoint_steps(workdir)
+    if spec == "all":
+        return kept
+    try:
+        steps = [int(s) for s in spec.split(",")]
+    except ValueError:
+        raise config_checks.ConfigError(
+            f"--eval_steps={spec!r}: use latest, all or checkpoint steps such as 1000,2000."
+        ) from None
+    missing = [s for s in steps if s not in kept]
+    if missing:
+        raise checkpoint.CheckpointNotFoundError(
+            f"No checkpoint at steps {missing} in {checkpoint.checkpoint_dir(workdir)}; it keeps {kept}."
+        )
+    return steps
 
 
 def draw_batch(sampler: Sampler, params, key: jax.Array, index: int) -> np.ndarray:
@@ -346,9 +389,9 @@ def figures(
     return {"fid": fid, "is": is_mean, "is_std": is_std, "kid": kid, "kid_std": kid_std}
 
 
-def write_results(workdir: str, results: dict) -> None:
-    """workdir/eval/results.json, and one record appended to workdir/metrics.jsonl."""
-    _write_json(os.path.join(workdir, "eval", "results.json"), results)
+def write_results(workdir: str, eval_dir: str, results: dict) -> None:
+    """eval_dir/results.json, and one record appended to workdir/metrics.jsonl."""
+    _write_json(os.path.join(eval_dir, "results.json"), results)
     record = {"step": results["step"]} | {
         f"eval/{sampler}/{key}": value
         for sampler, values in results["samplers"].items()
@@ -359,9 +402,10 @@ def write_results(workdir: str, results: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Sample every configured sampler from the run's latest checkpoint (resuming at the first
-    missing shard), compute FID, IS and KID, write them (see the module docstring); the results.
+def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:
+    """Sample every configured sampler from the run's checkpoint at `step` (default: the latest;
+    resuming at the first missing shard), compute FID, IS and KID, write them (see the module
+    docstring); the results.
 
     Everything that can fail without compute (config, data, feature-network weights, reference
     statistics file, checkpoint) is checked before sampling.
@@ -371,7 +415,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     net = validate_eval(config, info)
     features_fn = FEATURE_NETS[net]()
     model = build_network(config.network, info.num_classes if config.data.conditional else 0)
-    params, step = restore_ema_params(config, workdir, model, info)
+    eval_dir = os.path.join(workdir, "eval", "" if step is None else f"step_{step:07d}")
+    params, step = restore_ema_params(config, workdir, model, info, step)
     reference = reference_statistics(config, net, features_fn, workdir)
     check_reference(reference, features_fn, info.shape)
     key = jax.random.fold_in(jax.random.key(config.seed), EVAL_KEY_FOLD)
@@ -382,7 +427,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "reference": reference_path(config, net, workdir), "samplers": {},
     }
     for name in generate.sampler_names(config):
-        directory = os.path.join(workdir, "eval", name)
+        directory = os.path.join(eval_dir, name)
         if _is_writer():
             prepare_shard_dir(directory, shard_spec(config, name, step))
         sampler = parallel.sharded_sampler(generate.make_sampler(scfg, model, name, info.shape), mesh)
@@ -392,5 +437,5 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         )
         logging.info("eval %s at step %d: %s", name, step, results["samplers"][name])
     if _is_writer():
-        write_results(workdir, results)
+        write_results(workdir, eval_dir, results)
     return results

@@ -191,6 +191,17 @@ def consistency_objective(
     grid = (m.sigma_min, m.sigma_max, m.rho)
     teacher_step = ode.solver_step(o.solver)
 
+    def teacher_solve(teacher, x_hi, i, n_scales):
+        """x_hat_{t_n}: the teacher's ODE from t_{n+1} to t_n in `teacher_substeps` solver steps
+        along the (N - 1) K + 1 point Karras grid that refines the N-point one (K = 1: CM eq. 6)."""
+        k = o.teacher_substeps
+        fine_n = (n_scales - 1) * k + 1
+        x = x_hi
+        for j in range(k):
+            s, s_next = (schedules.karras_sigma(i * k + j + d, fine_n, *grid) for d in (0, 1))
+            x = teacher_step(teacher, x, s, s_next)
+        return x
+
     def loss(params, target_params, frozen, batch, key, step):
         x = batch["x"]
         labels = _labels(batch, config.data.conditional)
@@ -209,7 +220,7 @@ def consistency_objective(
         x_hi = x + bcast(t_hi) * z
         if spec.lower_point == "teacher":
             teacher = bind(teacher_model, edm, frozen["teacher"], labels)
-            x_lo = jax.lax.stop_gradient(teacher_step(teacher, x_hi, t_hi, t_lo))
+            x_lo = jax.lax.stop_gradient(teacher_solve(teacher, x_hi, i, n_scales))
         else:
             x_lo = x + bcast(t_lo) * z  # the Euler step of the data's own ODE (CM eq. 9)
         f_online = precondition(model, cm, params, x_hi, t_hi, labels, train=True, dropout_key=k_drop)

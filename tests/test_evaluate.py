@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs.default import get_config
-from consistency_jax import evaluate, generate, train
+from consistency_jax import checkpoint, evaluate, generate, train
 from consistency_jax.config_checks import ConfigError
 from consistency_jax.data import images
 from consistency_jax.evaluation import (
@@ -223,3 +223,26 @@ def test_shards_must_hold_whole_batches():
     config.eval.shard_size = 60
     with pytest.raises(ConfigError, match="multiple of config.eval.batch_size"):
         evaluate.validate_eval(config, images.digits_info(0))
+
+
+def test_eval_at_a_named_step_writes_beside_the_latest_eval(evaluated, tmp_path, monkeypatch):
+    workdir = _copy(evaluated[0], tmp_path / "run")
+    latest = {s: _shards(workdir, s) for s in SAMPLERS}
+    with pytest.raises(checkpoint.CheckpointNotFoundError, match=rf"step 1 .*\[{STEPS}\]"):
+        evaluate.evaluate(tiny_config(), workdir, step=1)
+    results = evaluate.evaluate(tiny_config(), workdir, step=STEPS)
+    # the same checkpoint and key as the latest eval: the same figures, in a directory of its own
+    assert results["samplers"] == evaluated[1]["samplers"]
+    step_dir = os.path.join(workdir, "eval", f"step_{STEPS:07d}")
+    with open(os.path.join(step_dir, "results.json")) as f:
+        assert json.load(f) == results
+    assert sorted(os.listdir(step_dir)) == sorted(SAMPLERS + ["results.json"])
+    assert {s: _shards(workdir, s) for s in SAMPLERS} == latest  # the latest eval's files untouched
+    assert [r["step"] for r in _eval_records(workdir)] == [STEPS, STEPS]
+    assert evaluate.steps_to_evaluate(workdir, "all") == [STEPS]
+    assert evaluate.steps_to_evaluate(workdir, "latest") == [None]
+    assert evaluate.steps_to_evaluate(workdir, str(STEPS)) == [STEPS]
+    with pytest.raises(checkpoint.CheckpointNotFoundError, match=rf"steps \[1\].*keeps \[{STEPS}\]"):
+        evaluate.steps_to_evaluate(workdir, f"1,{STEPS}")
+    with pytest.raises(ConfigError, match="latest, all or checkpoint steps"):
+        evaluate.steps_to_evaluate(workdir, "last")

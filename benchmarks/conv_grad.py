@@ -1,0 +1,74 @@
+"""The U-Net's 3x3 conv, forward and backward, with XLA's gradient and with the kernel gradient as
+k^2 matmuls (`networks/unet.py` `_conv` on the CPU), as GFLOP/s and as a fraction of a matmul's.
+
+    python benchmarks/conv_grad.py                       # CIFAR-10 NCSN++ sizes at batch 8
+    python benchmarks/conv_grad.py --batch=64 --shapes=8x8x16,4x4x32   # the digits U-Net
+"""
+
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+
+from benchmarks import common
+from consistency_jax.networks import unet
+
+CONVS = {"xla": unet._xla_conv, "matmul_grad": unet._matmul_grad_conv}
+PARTS = ("forward", "grad_x", "grad_w", "grad_both")
+COLUMNS = ("shape", "conv", "part", "ms", "gflop_s", "peak_frac")
+
+
+def parts(conv, pad: int) -> dict:
+    """Jitted forward, input gradient, kernel gradient and both gradients of sum(conv(x, w)^2)."""
+    loss = lambda x, w: jnp.sum(conv(x, w, pad) ** 2)  # noqa: E731
+    return {
+        "forward": jax.jit(lambda x, w: conv(x, w, pad)),
+        "grad_x": jax.jit(jax.grad(loss, 0)),
+        "grad_w": jax.jit(jax.grad(loss, 1)),
+        "grad_both": jax.jit(jax.grad(loss, (0, 1))),
+    }
+
+
+def bench_shape(batch: int, side: int, channels: int, reps: int) -> list[dict]:
+    """Rows for a 3x3 conv, `channels` in and out, on a batch of side x side images."""
+    x = jax.random.normal(jax.random.key(0), (batch, side, side, channels))
+    w = jax.random.normal(jax.random.key(1), (3, 3, channels, channels)) * 0.05
+    conv_flop = 2 * batch * side * side * 9 * channels * channels
+    # the forward pass once, each gradient once more: the loss's own forward is counted apart
+    flop = {"forward": conv_flop, "grad_x": 2 * conv_flop, "grad_w": 2 * conv_flop, "grad_both": 3 * conv_flop}
+    rows = []
+    for name, conv in CONVS.items():
+        for part, fn in parts(conv, 1).items():
+            compiled, _ = common.compile_timed(fn, x, w)
+            s = statistics.median(common.blocked_times(lambda: compiled(x, w), 1, reps))
+            peak = common.matmul_peak()
+            rows.append({
+                "shape": f"{batch}x{side}x{side}x{channels}", "conv": name, "part": part,
+                "ms": 1e3 * s, "gflop_s": flop[part] / s / 1e9, "peak_frac": flop[part] / s / peak,
+            })
+    return rows
+
+
+def main(_) -> None:
+    f = flags.FLAGS
+    record = common.header(f.flag_values_dict())
+    rows = []
+    for shape in f.shapes:
+        side, _, channels = (int(v) for v in shape.split("x"))
+        rows += bench_shape(f.batch, side, channels, f.reps)
+    record.update(rows=rows, load_average_end=common.load_average())
+    common.print_table(rows, COLUMNS, "3x3 conv")
+    print(f"\nwrote {common.write_json(record, f.out or None)}")
+
+
+if __name__ == "__main__":
+    flags.DEFINE_integer("batch", 8, "images per batch")
+    flags.DEFINE_list("shapes", ["32x32x256", "16x16x256", "8x8x256"], "SIDExSIDExCHANNELS")
+    flags.DEFINE_integer("reps", 5, "timed calls (median reported)")
+    flags.DEFINE_string("out", "", "JSON path (default benchmarks/results/<device>-<date>.json)")
+    app.run(main)
