@@ -213,7 +213,7 @@ def matmul_peak(reps: int = 5) -> float:
 
 def _cell(value: Any) -> str:
     if isinstance(value, list | tuple):
-        return "..".join(_cell(v) for v in value)
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
     return str(value)

@@ -1,10 +1,15 @@
-"""The U-Net's 3x3 conv, forward and backward, with XLA's gradient and with the kernel gradient as
-k^2 matmuls (`networks/unet.py` `_conv` on the CPU), as GFLOP/s and as a fraction of a matmul's.
+"""The U-Net's 3x3 conv, forward and backward, with XLA's gradient and with the kernel gradient
+taken as k^2 matmuls instead, as GFLOP/s and as a fraction of a matmul's.
+
+The matmul form was tried for the CPU and not adopted: faster on the 32x32x256 conv at batch 8,
+slower or equal on every other shape here and on the digits sizes, and the whole CIFAR-10-size
+CD step did not get faster (see the README's performance section).
 
     python benchmarks/conv_grad.py                       # CIFAR-10 NCSN++ sizes at batch 8
-    python benchmarks/conv_grad.py --batch=64 --shapes=8x8x16,4x4x32   # the digits U-Net
+    python benchmarks/conv_grad.py --batch=64 --shapes=8x8x16,8x8x32,4x4x32   # the digits U-Net
 """
 
+import functools
 import statistics
 import sys
 from pathlib import Path
@@ -16,9 +21,42 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from benchmarks import common
-from consistency_jax.networks import unet
 
-CONVS = {"xla": unet._xla_conv, "matmul_grad": unet._matmul_grad_conv}
+
+def xla_conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
+    """The stride-1 NHWC x HWIO conv as the U-Net computes it (its gradient by XLA)."""
+    return jax.lax.conv_general_dilated(
+        x, w, (1, 1), [(pad, pad)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def matmul_grad_conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
+    """The same conv; its kernel gradient as k^2 matmuls (`_matmul_grad_conv_bwd`)."""
+    return xla_conv(x, w, pad)
+
+
+def _matmul_grad_conv_fwd(x: jax.Array, w: jax.Array, pad: int) -> tuple[jax.Array, tuple]:
+    return xla_conv(x, w, pad), (x, w)
+
+
+def _matmul_grad_conv_bwd(pad: int, residuals: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """dx by XLA's transposed conv; dw[i, j] = sum over b, h, w of x_pad[b, h + i, w + j] g[b, h, w]."""
+    x, w = residuals
+    (dx,) = jax.linear_transpose(lambda x: xla_conv(x, w, pad), x)(g)
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    h, v = g.shape[1:3]
+    taps = range(w.shape[0])
+    dw = jnp.stack([
+        jnp.stack([jnp.einsum("bhwc,bhwd->cd", xp[:, i : i + h, j : j + v], g) for j in taps])
+        for i in taps
+    ])
+    return dx, dw.astype(w.dtype)
+
+
+matmul_grad_conv.defvjp(_matmul_grad_conv_fwd, _matmul_grad_conv_bwd)
+
+CONVS = {"xla": xla_conv, "matmul_grad": matmul_grad_conv}
 PARTS = ("forward", "grad_x", "grad_w", "grad_both")
 COLUMNS = ("shape", "conv", "part", "ms", "gflop_s", "peak_frac")
 
@@ -42,6 +80,9 @@ def bench_shape(batch: int, side: int, channels: int, reps: int) -> list[dict]:
     # the forward pass once, each gradient once more: the loss's own forward is counted apart
     flop = {"forward": conv_flop, "grad_x": 2 * conv_flop, "grad_w": 2 * conv_flop, "grad_both": 3 * conv_flop}
     rows = []
+    grads = [jax.grad(lambda x, w: jnp.sum(conv(x, w, 1) ** 2), (0, 1))(x, w) for conv in CONVS.values()]
+    for a, b in zip(*grads, strict=True):  # the two forms compute the same gradients
+        assert float(jnp.max(jnp.abs(a - b))) <= 1e-4 * float(jnp.max(jnp.abs(a))), "gradients differ"
     for name, conv in CONVS.items():
         for part, fn in parts(conv, 1).items():
             compiled, _ = common.compile_timed(fn, x, w)

@@ -1,6 +1,5 @@
 """EDM's `SongUNet` (NVlabs/edm training/networks.py) in Flax, NHWC: DDPM++ and NCSN++."""
 
-import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -29,46 +28,10 @@ def _label_init(num_classes: int) -> nn.initializers.Initializer:
     return init
 
 
-def _xla_conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
+def _conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
     return jax.lax.conv_general_dilated(
         x, w, (1, 1), [(pad, pad)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _matmul_grad_conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
-    """The stride-1 NHWC x HWIO conv, its kernel gradient taken as k^2 matmuls (see _conv)."""
-    return _xla_conv(x, w, pad)
-
-
-def _matmul_grad_conv_fwd(x: jax.Array, w: jax.Array, pad: int) -> tuple[jax.Array, tuple]:
-    return _xla_conv(x, w, pad), (x, w)
-
-
-def _matmul_grad_conv_bwd(pad: int, residuals: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """dx by XLA's transposed conv; dw[i, j] = sum over b, h, w of x_pad[b, h + i, w + j] g[b, h, w]."""
-    x, w = residuals
-    (dx,) = jax.linear_transpose(lambda x: _xla_conv(x, w, pad), x)(g)
-    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    h, v = g.shape[1:3]
-    taps = range(w.shape[0])
-    dw = jnp.stack([
-        jnp.stack([jnp.einsum("bhwc,bhwd->cd", xp[:, i : i + h, j : j + v], g) for j in taps])
-        for i in taps
-    ])
-    return dx, dw.astype(w.dtype)
-
-
-_matmul_grad_conv.defvjp(_matmul_grad_conv_fwd, _matmul_grad_conv_bwd)
-
-
-def _conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
-    """Stride-1 conv with `pad` zeros on each side. On the CPU its kernel gradient is taken as
-    k^2 matmuls: XLA's CPU backend computes it as a conv over the batch at a fraction of its
-    forward conv's FLOP/s (benchmarks/conv_grad.py)."""
-    if jax.default_backend() == "cpu":
-        return _matmul_grad_conv(x, w, pad)
-    return _xla_conv(x, w, pad)
 
 
 def _filter_hw(x: jax.Array, taps: Sequence[float], stride: int) -> jax.Array:
