@@ -249,7 +249,7 @@ def run(
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("preset", "digits", "digits | cifar10 (comma-separated for several)")
+    flags.DEFINE_string("preset", "digits", "digits | cifar10 | toy (comma-separated for several)")
     flags.DEFINE_list("objectives", list(OBJECTIVES), "objectives to time")
     flags.DEFINE_integer("batch", 0, common.BATCH_HELP)
     flags.DEFINE_integer("warmup", 2, "untimed calls after compilation")

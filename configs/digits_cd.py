@@ -8,12 +8,12 @@ weighting plateaued at 1.2-1.5 from 1500 steps on; pseudo-Huber with lambda = 1/
 sigma_n) (iCT's metric and weighting in place of the CM paper's LPIPS, which 8x8 digits cannot
 use) reached 1.08 at N = 18 in 3000 steps (RAdam 4e-4). N sets a floor, the teacher's own Heun
 sampler on the N-point grid (0.73 at N = 10, 0.48 at 13, 0.50 at 18), while fewer links in the
-chain train faster: with lr 1e-3, N = 10 reached 0.84 by step 2000 and stayed there (0.85 at
-3000), N = 13 0.85-0.95, N = 15 0.91, N = 7 3.0 (its floor). A finer teacher does not help in
-this budget: objective.teacher_substeps = 2 (the teacher's floor becomes that of the 19-point
-grid) reached 1.00 at step 3000 with N = 10 and 0.91-1.05 from 1750 to 3000 with N = 7; switched
-on at step 3000 of the N = 10 run above, it gave 0.78-0.80 over 1000 more steps (the run without
-it: 0.79-0.85).
+chain train faster: with lr 1e-3, N = 10 reached 0.84 by step 2000 and stayed at 0.79-0.91
+to 3000, N = 13 0.85-0.95, N = 15 0.91, N = 7 3.0 (its floor). A finer teacher does not help in
+this budget: objective.teacher_substeps = 2 (the teacher's floor becomes that of the 19- or
+13-point grid, about 0.5) reached 1.00 at step 3000 with N = 10 and 0.91-1.05 from 1750 to 3000
+with N = 7; switched on at step 3000 of the N = 10 run above, it gave 0.78-0.80 over 1000 more
+steps.
 """
 
 from configs.digits import base_config
