@@ -271,13 +271,10 @@ def restore_ema_params(
     step: int | None = None,
 ) -> tuple[object, int]:
     """(sampling-EMA parameters, step) of the run's checkpoint at `step` (default: the latest)."""
+    if step is not None:
+        steps_to_evaluate(workdir, str(step))  # fails naming the kept steps
     manager = checkpoint.make_manager(workdir)
     try:
-        if step is not None and step not in manager.all_steps():
-            raise checkpoint.CheckpointNotFoundError(
-                f"No checkpoint at step {step} in {manager.directory}; it keeps steps "
-                f"{sorted(manager.all_steps())}."
-            )
         state = checkpoint.restore(manager, train.abstract_state(config, model, info), step=step)
     finally:
         manager.close()

@@ -69,6 +69,14 @@ def test_config_values_that_cannot_work(tmp_path, section, key, value, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_cd_teacher_substeps_below_one(tmp_path):
+    config = toy_cd.get_config()
+    config.objective.teacher_substeps = 0
+    with pytest.raises(ConfigError, match="config.objective.teacher_substeps must be >= 1"):
+        train.train(config, str(tmp_path / "cd"))
+    assert not (tmp_path / "cd").exists()
+
+
 def test_cd_without_a_teacher_refuses_to_distil_a_random_network(tmp_path):
     config = toy_cd.get_config()
     config.objective.teacher_workdir = str(tmp_path / "no_such_teacher")

@@ -228,7 +228,7 @@ def test_shards_must_hold_whole_batches():
 def test_eval_at_a_named_step_writes_beside_the_latest_eval(evaluated, tmp_path, monkeypatch):
     workdir = _copy(evaluated[0], tmp_path / "run")
     latest = {s: _shards(workdir, s) for s in SAMPLERS}
-    with pytest.raises(checkpoint.CheckpointNotFoundError, match=rf"step 1 .*\[{STEPS}\]"):
+    with pytest.raises(checkpoint.CheckpointNotFoundError, match=rf"steps \[1\] .*keeps \[{STEPS}\]"):
         evaluate.evaluate(tiny_config(), workdir, step=1)
     results = evaluate.evaluate(tiny_config(), workdir, step=STEPS)
     # the same checkpoint and key as the latest eval: the same figures, in a directory of its own
