@@ -21,13 +21,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from benchmarks import common
-
-
-def xla_conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
-    """The stride-1 NHWC x HWIO conv as the U-Net computes it (its gradient by XLA)."""
-    return jax.lax.conv_general_dilated(
-        x, w, (1, 1), [(pad, pad)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
+from consistency_jax.networks.unet import _conv as xla_conv  # the U-Net's conv, XLA's gradient
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -57,7 +51,6 @@ def _matmul_grad_conv_bwd(pad: int, residuals: tuple, g: jax.Array) -> tuple[jax
 matmul_grad_conv.defvjp(_matmul_grad_conv_fwd, _matmul_grad_conv_bwd)
 
 CONVS = {"xla": xla_conv, "matmul_grad": matmul_grad_conv}
-PARTS = ("forward", "grad_x", "grad_w", "grad_both")
 COLUMNS = ("shape", "conv", "part", "ms", "gflop_s", "peak_frac")
 
 

@@ -132,6 +132,16 @@ def _everywhere(ok: bool) -> bool:
     return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
 
 
+def require_steps(manager: ocp.CheckpointManager, steps: list[int]) -> None:
+    """Fail, naming the kept steps, unless every one of `steps` has a checkpoint."""
+    kept = sorted(manager.all_steps())
+    missing = [s for s in steps if s not in kept]
+    if missing:
+        raise CheckpointNotFoundError(
+            f"No checkpoint at steps {missing} in {manager.directory}; it keeps {kept}."
+        )
+
+
 def restore(
     manager: ocp.CheckpointManager,
     abstract_state: TrainState,
@@ -144,6 +154,8 @@ def restore(
     `data_iter`, if given, is moved to the saved position. Without `step`, a checkpoint that
     fails to restore is skipped, with a warning, in favour of the one before.
     """
+    if step is not None:
+        require_steps(manager, [step])
     steps = [step] if step is not None else sorted(manager.all_steps(), reverse=True)
     if not steps:
         raise CheckpointNotFoundError(f"No checkpoint in {manager.directory}.")

@@ -271,8 +271,6 @@ def restore_ema_params(
     step: int | None = None,
 ) -> tuple[object, int]:
     """(sampling-EMA parameters, step) of the run's checkpoint at `step` (default: the latest)."""
-    if step is not None:
-        steps_to_evaluate(workdir, str(step))  # fails naming the kept steps
     manager = checkpoint.make_manager(workdir)
     try:
         state = checkpoint.restore(manager, train.abstract_state(config, model, info), step=step)
@@ -281,38 +279,28 @@ def restore_ema_params(
     return state.ema_params, int(state.step)
 
 
-def checkpoint_steps(workdir: str) -> list[int]:
-    """The steps of the run's kept checkpoints, oldest first."""
-    manager = checkpoint.make_manager(workdir)
-    try:
-        steps = sorted(manager.all_steps())
-    finally:
-        manager.close()
-    if not steps:
-        raise checkpoint.CheckpointNotFoundError(f"No checkpoint in {checkpoint.checkpoint_dir(workdir)}.")
-    return steps
-
-
 def steps_to_evaluate(workdir: str, spec: str) -> list[int | None]:
     """The checkpoints `spec` names: 'latest' -> [None], 'all' -> every kept step, '1000,2000' ->
     those steps, each checked to be kept before anything is drawn."""
     if spec == "latest":
         return [None]
-    kept = checkpoint_steps(workdir)
-    if spec == "all":
-        return kept
+    manager = checkpoint.make_manager(workdir)
     try:
-        steps = [int(s) for s in spec.split(",")]
-    except ValueError:
-        raise config_checks.ConfigError(
-            f"--eval_steps={spec!r}: use latest, all or checkpoint steps such as 1000,2000."
-        ) from None
-    missing = [s for s in steps if s not in kept]
-    if missing:
-        raise checkpoint.CheckpointNotFoundError(
-            f"No checkpoint at steps {missing} in {checkpoint.checkpoint_dir(workdir)}; it keeps {kept}."
-        )
-    return steps
+        if spec == "all":
+            steps = sorted(manager.all_steps())
+            if not steps:
+                raise checkpoint.CheckpointNotFoundError(f"No checkpoint in {manager.directory}.")
+            return steps
+        try:
+            steps = [int(s) for s in spec.split(",")]
+        except ValueError:
+            raise config_checks.ConfigError(
+                f"--eval_steps={spec!r}: use latest, all or checkpoint steps such as 1000,2000."
+            ) from None
+        checkpoint.require_steps(manager, steps)
+        return steps
+    finally:
+        manager.close()
 
 
 def draw_batch(sampler: Sampler, params, key: jax.Array, index: int) -> np.ndarray:
