@@ -72,9 +72,10 @@ def build_step(config: ml_collections.ConfigDict, params: Any, batch: dict) -> S
     return Step(compiled, state, frozen, seconds)
 
 
-def time_step(step: Step, batch: dict, warmup: int, reps: int) -> list[float]:
-    """Seconds per blocked step, fresh rng each call, as the train loop folds it."""
-    key, count = jax.random.key(2), iter(range(1 << 30))
+def time_step(step: Step, batch: dict, warmup: int, reps: int, first: int = 0) -> list[float]:
+    """Seconds per blocked step, a fresh rng each call (folded from `first` on), as the train loop
+    folds it."""
+    key, count = jax.random.key(2), iter(range(first, 1 << 30))
     return common.blocked_times(
         lambda: step(batch, jax.random.fold_in(key, next(count))), warmup, reps
     )
@@ -153,7 +154,7 @@ def bench_objective(
     step = build_step(config, params, batch)
     time_step(step, batch, warmup, 0)
     # each timed step followed by a matmul rate: the two see the same moment of a shared host
-    pairs = [(time_step(step, batch, 0, 1)[0], common.matmul_peak()) for _ in range(steps)]
+    pairs = [(time_step(step, batch, 0, 1, warmup + i)[0], common.matmul_peak()) for i in range(steps)]
     times, peaks = [t for t, _ in pairs], [p for _, p in pairs]
     median = statistics.median(times)
     step_flops = common.flops(step.compiled)
