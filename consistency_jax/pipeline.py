@@ -88,13 +88,12 @@ def vector_results(configs: dict, workdir: str) -> list[dict]:
     return rows
 
 
-def image_results(configs: dict, workdir: str) -> list[dict]:
+def image_results(configs: dict, evaluations: dict[str, dict]) -> list[dict]:
     """Each stage's --mode=eval figures (the digits classifier's Frechet distance, KID, IS) and the
     ratio of its Frechet distance to the teacher's 35-evaluation ODE samples'."""
     rows = []
     for stage, config in configs.items():
-        results = evaluate.evaluate(config, os.path.join(workdir, stage))
-        for sampler, figs in results["samplers"].items():
+        for sampler, figs in evaluations[stage]["samplers"].items():
             rows.append({"stage": stage, "sampler": sampler, "nfe": nfe(config, sampler),
                          "frechet": figs["fid"], "kid": figs["kid"], "is": figs["is"]})
     teacher = next(r["frechet"] for r in rows if r["stage"] == "edm")
@@ -131,48 +130,73 @@ def plot_all(configs: dict, workdir: str, path: str) -> None:
     fig.savefig(path, dpi=100)
 
 
-def _train_stage(config: ml_collections.ConfigDict, workdir: str, stage: str, cache_dir: str) -> None:
-    """One stage in a second, spawned process (JAX does not survive a fork); its log lines are
-    tagged with the stage."""
+_worker_stage = ""  # the stage a spawned worker is serving; its log lines carry it
+
+
+def _init_worker(cache_dir: str) -> None:
+    """A spawned worker's logging, as absl's app.run sets it up in the first process, each line
+    tagged with the stage it serves; and its compilation cache."""
 
     def tag(record) -> bool:
-        record.msg = f"[{stage}] {record.msg}"
+        record.msg = f"[{_worker_stage}] {record.msg}"
         return True
 
-    logging.use_absl_handler()  # as absl's app.run does in the first process
+    logging.use_absl_handler()
     logging.set_verbosity(logging.INFO)
     checkpoint.hide_orbax_info()
     logging.get_absl_handler().addFilter(tag)
     compile_cache.enable_compilation_cache(cache_dir)
-    train.train(config, workdir)
 
 
-def train_stages(
-    configs: dict[str, ml_collections.ConfigDict], workdir: str, concurrent: bool, cache_dir: str
-) -> None:
+def _run_stage(
+    config: ml_collections.ConfigDict, workdir: str, stage: str, train_it: bool, evaluate_it: bool
+) -> dict | None:
+    """Train and/or evaluate one stage in a worker (JAX does not survive a fork, hence spawned)."""
+    global _worker_stage
+    _worker_stage = stage
+    if train_it:
+        train.train(config, workdir)
+    return evaluate.evaluate(config, workdir) if evaluate_it else None
+
+
+def run_stages(
+    configs: dict[str, ml_collections.ConfigDict], workdir: str, concurrent: bool, cache_dir: str,
+    evaluate_stages: bool = False,
+) -> dict[str, dict]:
     """The teacher, then the stages distilled from it; with `concurrent`, the stages that learn
     from data alone (CT, iCT) train meanwhile in a second process (two small-network runs use a
-    CPU's cores better than one)."""
+    CPU's cores better than one). With `evaluate_stages`, each stage is also evaluated
+    (`evaluate.evaluate`; stage -> its results is returned), the second process scoring its own
+    stages and then the teacher (the 35-evaluation ODE, the longest evaluation) while the first
+    trains CD."""
     from_data = [s for s, c in configs.items() if s != "edm" and not needs_teacher(c.objective.name)]
     background = from_data if concurrent else []
     in_order = ["edm", *[s for s in configs if s != "edm" and s not in background]]
+    path = lambda stage: os.path.join(workdir, stage)  # noqa: E731
     pool = None
     if background:
         spawn = multiprocessing.get_context("spawn")
-        pool = concurrent_futures.ProcessPoolExecutor(1, mp_context=spawn)
-    futures = [
-        pool.submit(_train_stage, configs[s], os.path.join(workdir, s), s, cache_dir)
-        for s in background
-    ]
+        pool = concurrent_futures.ProcessPoolExecutor(
+            1, mp_context=spawn, initializer=_init_worker, initargs=(cache_dir,)
+        )
+    futures = {
+        s: pool.submit(_run_stage, configs[s], path(s), s, True, evaluate_stages) for s in background
+    }
+    evaluations = {}
     try:
         for stage in in_order:
             logging.info("=== stage %s ===", stage)
-            train.train(configs[stage], os.path.join(workdir, stage))
-        for future in futures:
-            future.result()  # a failure in the second process is raised here
+            train.train(configs[stage], path(stage))
+            if evaluate_stages and stage == "edm" and pool:
+                futures[stage] = pool.submit(_run_stage, configs[stage], path(stage), stage, False, True)
+            elif evaluate_stages:
+                evaluations[stage] = evaluate.evaluate(configs[stage], path(stage))
+        for stage, future in futures.items():
+            evaluations[stage] = future.result()  # a failure in the second process is raised here
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
+    return evaluations
 
 
 def run_pipeline(
@@ -183,9 +207,9 @@ def run_pipeline(
     configs = stage_configs(preset, workdir, stages)
     for config in configs.values():
         data_info(config.data)  # every data set is there before any training starts
-    train_stages(configs, workdir, concurrent, cache_dir)
     is_vector = len(data_info(configs["edm"].data).shape) == 1
-    rows = vector_results(configs, workdir) if is_vector else image_results(configs, workdir)
+    evaluations = run_stages(configs, workdir, concurrent, cache_dir, evaluate_stages=not is_vector)
+    rows = vector_results(configs, workdir) if is_vector else image_results(configs, evaluations)
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(rows, f, indent=2)
     with open(os.path.join(workdir, "results.md"), "w") as f:

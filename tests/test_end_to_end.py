@@ -24,7 +24,7 @@ def toy_rows(tmp_path_factory):
         # the teacher's denoiser, a poor consistency function): let it warm up.
         config.train.ema_warmup = True
     # as pipeline.py on a CPU: CT and iCT in a second process while the teacher and CD train
-    pipeline.train_stages(configs, workdir, concurrent=True, cache_dir="")
+    pipeline.run_stages(configs, workdir, concurrent=True, cache_dir="")
     return {(r["stage"], r["sampler"]): r for r in pipeline.vector_results(configs, workdir)}, workdir
 
 
@@ -69,6 +69,37 @@ def test_a_failure_in_the_concurrent_process_stops_the_pipeline(tmp_path):
     configs["edm"].sample.num_samples = configs["edm"].sample.batch_size = 100
     configs["ict"].optim.lr = -1.0  # the second process's stage cannot start
     with pytest.raises(ConfigError, match="optim.lr must be > 0"):
-        pipeline.train_stages(configs, str(tmp_path), concurrent=True, cache_dir="")
+        pipeline.run_stages(configs, str(tmp_path), concurrent=True, cache_dir="")
     assert os.path.exists(tmp_path / "edm" / "checkpoints")  # the teacher's stage still ran
     assert not os.path.exists(tmp_path / "ict")
+
+
+def tiny_digits_configs(workdir: str) -> dict:
+    """The digits pipeline's stages shrunk to seconds (a one-level U-Net, 20 steps, 500 samples)."""
+    configs = pipeline.stage_configs("digits", workdir, ("edm", "cd", "ict"))
+    for config in configs.values():
+        config.network.unet.channel_mult = (1,)
+        config.network.unet.attn_resolutions = ()
+        config.train.num_steps = config.train.ckpt_every = 20
+        config.sample.num_samples = config.sample.batch_size = 64
+        config.sample.teacher_steps = 4
+        config.eval.num_samples = config.eval.batch_size = config.eval.shard_size = 500
+    return configs
+
+
+def test_digits_pipeline_scores_the_same_when_the_second_process_evaluates(tmp_path):
+    """Concurrent: iCT trains and is scored in the second process, which then scores the teacher
+    while the first trains CD; the figures equal those of the one-process pipeline."""
+    tables = {}
+    for concurrent in (True, False):
+        workdir = str(tmp_path / str(concurrent))
+        configs = tiny_digits_configs(workdir)
+        evaluations = pipeline.run_stages(configs, workdir, concurrent, "", evaluate_stages=True)
+        assert set(evaluations) == {"edm", "cd", "ict"}
+        tables[concurrent] = pipeline.image_results(configs, evaluations)
+    assert tables[True] == tables[False]
+    edm = next(r for r in tables[True] if r["stage"] == "edm")
+    assert edm["nfe"] == 7 and edm["frechet_vs_teacher"] == 1.0 and np.isfinite(edm["frechet"])
+    assert {(r["stage"], r["sampler"]) for r in tables[True]} == {
+        ("edm", "teacher_heun7"), ("cd", "onestep"), ("cd", "2step"), ("ict", "onestep"), ("ict", "2step")
+    }
