@@ -17,8 +17,9 @@ flags.DEFINE_list("stages", list(DEFAULT_STAGES), "Stages to run; edm (the teach
 flags.DEFINE_bool(
     "concurrent", True,
     "On a CPU, train the stages that learn from data alone (ct, ict) in a second process while the "
-    "teacher and CD train; that process then evaluates them and the teacher while CD trains "
-    "(ignored on accelerators: one process holds the device).",
+    "teacher and CD train; once the teacher is done that process trains the stages started from it "
+    "(ect), then evaluates its stages and the teacher while CD trains (ignored on accelerators: one "
+    "process holds the device).",
 )
 compile_cache.define_flag()
 flags.mark_flag_as_required("workdir")

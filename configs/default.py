@@ -51,8 +51,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- objective -------------------------------------------------------------------
     c.objective = o = ml_collections.ConfigDict()
-    o.name = "edm"  # edm (teacher DSM) | cd | ct | ict
-    o.p_mean = -1.2  # EDM: ln sigma ~ N(p_mean, p_std^2); iCT: lognormal index weights
+    o.name = "edm"  # edm (teacher DSM) | cd | ct | ict | ect
+    o.p_mean = -1.2  # EDM, ECT: ln sigma ~ N(p_mean, p_std^2); iCT: lognormal index weights
     o.p_std = 1.2
     o.distance = "l2"  # l2 | l1 | pseudo_huber | lpips (metric d in the CD/CT loss)
     o.huber_c = 0.0  # pseudo-Huber c; 0 = 0.00054 * sqrt(dim) (iCT)
@@ -61,11 +61,15 @@ def get_config() -> ml_collections.ConfigDict:
     o.solver = "heun"  # CD: teacher ODE step (euler | heun)
     o.teacher_substeps = 1  # CD: teacher solver steps per grid interval (on a K-times finer grid)
     o.target_ema = 0.0  # CD: mu, target network EMA rate (0: target = sg(online))
-    o.teacher_workdir = ""  # CD: workdir of the trained teacher run (required for cd)
-    o.init_from_teacher = True  # CD: start the student (and its EMA) from the teacher
+    o.teacher_workdir = ""  # CD: the trained teacher's workdir (required); CT/iCT/ECT: start from it
+    o.init_from_teacher = True  # start the student (and its EMA) from the teacher in teacher_workdir
     o.s0 = 2  # CT/iCT curriculum: initial number of steps (s0)
     o.s1 = 150  # CT/iCT curriculum: final number of steps (s1)
     o.mu0 = 0.9  # CT: initial target EMA rate
+    o.ect_q = 2.0  # ECT: the gap t - r shrinks by q at each stage (r = t (1 - q^-(s+1) n(t)))
+    o.ect_k = 8.0  # ECT: n(t) = 1 + k sigmoid(-b t), a wider gap at small t
+    o.ect_b = 1.0
+    o.ect_stage_steps = 0  # ECT: steps per stage s (0: one stage for the whole run)
 
     # --- optimizer ---------------------------------------------------------------------
     c.optim = p = ml_collections.ConfigDict()

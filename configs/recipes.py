@@ -15,3 +15,17 @@ def ict_objective(c: ml_collections.ConfigDict) -> None:
     o.s0 = 10
     o.s1 = 1280
     c.optim.name = "radam"
+
+
+def ect_objective(c: ml_collections.ConfigDict) -> None:
+    """ECT: iCT's pseudo-Huber and weighting 1/(t - r) on a continuous pair, ln t ~ N(-1.1, 2.0),
+    r from ECT's mapping, target = sg(online), RAdam; started from the teacher in
+    objective.teacher_workdir (ECT's diffusion pretraining)."""
+    o = c.objective
+    o.name = "ect"
+    o.distance = "pseudo_huber"
+    o.weighting = "ict"
+    o.p_mean = -1.1
+    o.p_std = 2.0
+    o.init_from_teacher = True
+    c.optim.name = "radam"

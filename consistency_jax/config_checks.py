@@ -63,6 +63,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "CD needs a trained teacher: set config.objective.teacher_workdir to the workdir of "
                 "an EDM run (e.g. --config.objective.teacher_workdir=runs/edm)."
             )
+    if config.objective.name == "ect":
+        if config.objective.ect_q <= 1:
+            raise ConfigError(
+                f"config.objective.ect_q must be > 1 (the gap t - r shrinks by it at each stage), "
+                f"got {config.objective.ect_q}."
+            )
+        _non_negative("objective.ect_k", config.objective.ect_k)
+        _non_negative("objective.ect_stage_steps", config.objective.ect_stage_steps)
     if config.objective.name in ("ct", "ict") and not 1 <= config.objective.s0 <= config.objective.s1:
         raise ConfigError("config.objective.s0 and s1 must satisfy 1 <= s0 <= s1.")
     try:

@@ -1,4 +1,4 @@
-"""Training objectives: EDM denoising score matching (the teacher), CD, CT and iCT.
+"""Training objectives: EDM denoising score matching (the teacher), CD, CT, iCT and ECT.
 
 `make_objective(config, model, teacher_model)` returns an `Objective` whose pure `loss` the train
 step differentiates. Distances for the consistency losses live in one registry, `DISTANCES`.
@@ -132,8 +132,8 @@ def edm_objective(config: ml_collections.ConfigDict, model: nn.Module, **_) -> O
 class ConsistencySpec:
     """What distinguishes CD, CT and iCT: curriculum, index sampling, x at the lower sigma, target."""
 
-    curriculum: str  # fixed | ct | ict
-    index_sampling: str  # uniform | lognormal
+    curriculum: str  # fixed | ct | ict | ect (continuous sigmas, gap shrinking in stages)
+    index_sampling: str  # uniform | lognormal (grid index) | continuous (ECT: ln t lognormal)
     lower_point: str  # teacher (one ODE step) | data (x + t_lo z, same z)
     target: str  # ema (target network, rate from config or CT's mu(k)) | online (sg of online)
 
@@ -142,6 +142,7 @@ CONSISTENCY_SPECS = {
     "cd": ConsistencySpec("fixed", "uniform", "teacher", "ema"),  # CM Alg. 2
     "ct": ConsistencySpec("ct", "uniform", "data", "ema"),  # CM Alg. 3
     "ict": ConsistencySpec("ict", "lognormal", "data", "online"),  # iCT Sec. 3
+    "ect": ConsistencySpec("ect", "continuous", "data", "online"),  # ECT Sec. 3
 }
 
 
@@ -161,6 +162,35 @@ def _num_scales(spec: ConsistencySpec, o: ml_collections.ConfigDict, step, total
 
 def _max_scales(spec: ConsistencySpec, o: ml_collections.ConfigDict) -> int:
     return o.num_scales if spec.curriculum == "fixed" else o.s1 + 1
+
+
+def _grid_pair(
+    spec: ConsistencySpec, o: ml_collections.ConfigDict, grid: tuple, key: jax.Array, step, total: int,
+    batch: int,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(t_{n+1}, t_n, n, N(k)): a pair of the N(k)-point Karras grid, its index n uniform (CM) or
+    lognormal (iCT)."""
+    n_scales = _num_scales(spec, o, step, total)
+    if spec.index_sampling == "uniform":
+        u = jax.random.uniform(key, (batch,))
+        i = jnp.minimum(jnp.floor(u * (n_scales - 1)), n_scales - 2)
+    else:
+        logits = schedules.ict_index_logits(n_scales, _max_scales(spec, o), *grid, o.p_mean, o.p_std)
+        i = jax.random.categorical(key, logits, shape=(batch,))
+    t_hi, t_lo = (schedules.karras_sigma(i + d, n_scales, *grid) for d in (0, 1))
+    return t_hi, t_lo, i, n_scales
+
+
+def _continuous_pair(
+    o: ml_collections.ConfigDict, grid: tuple, key: jax.Array, step, batch: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(t, r, stage): ln t ~ N(p_mean, p_std^2) clipped to [sigma_min, sigma_max], r from ECT's
+    mapping at the curriculum's stage, at least sigma_min (where f is the identity)."""
+    sigma_min, sigma_max, _ = grid
+    t = jnp.clip(schedules.lognormal_sigma(key, (batch,), o.p_mean, o.p_std), sigma_min, sigma_max)
+    stage = schedules.ect_stage(step, o.ect_stage_steps)
+    r = jnp.maximum(schedules.ect_lower_sigma(t, stage, o.ect_q, o.ect_k, o.ect_b), sigma_min)
+    return t, r, stage
 
 
 # lambda(t_n) of a pair (t_hi, t_lo): uniform (CM), or 1 / (sigma_{i+1} - sigma_i) (iCT Sec. 3.1)
@@ -206,15 +236,12 @@ def consistency_objective(
         x = batch["x"]
         labels = _labels(batch, config.data.conditional)
         k_idx, k_noise, k_drop = jax.random.split(key, 3)
-        n_scales = _num_scales(spec, o, step, total)
-        if spec.index_sampling == "uniform":
-            u = jax.random.uniform(k_idx, x.shape[:1])
-            i = jnp.minimum(jnp.floor(u * (n_scales - 1)), n_scales - 2)
+        if spec.index_sampling == "continuous":
+            t_hi, t_lo, stage = _continuous_pair(o, grid, k_idx, step, x.shape[0])
+            schedule = {"ect_stage": stage}
         else:
-            logits = schedules.ict_index_logits(n_scales, _max_scales(spec, o), *grid, o.p_mean, o.p_std)
-            i = jax.random.categorical(k_idx, logits, shape=x.shape[:1])
-        t_hi = schedules.karras_sigma(i, n_scales, *grid)
-        t_lo = schedules.karras_sigma(i + 1, n_scales, *grid)
+            t_hi, t_lo, i, n_scales = _grid_pair(spec, o, grid, k_idx, step, total, x.shape[0])
+            schedule = {"num_scales": n_scales}
         z = jax.random.normal(k_noise, x.shape)
         bcast = lambda t: t.reshape((-1,) + (1,) * (x.ndim - 1))  # noqa: E731
         x_hi = x + bcast(t_hi) * z
@@ -228,10 +255,11 @@ def consistency_objective(
         f_target = jax.lax.stop_gradient(
             precondition(model, cm, target, x_lo, t_lo, labels, train=True, dropout_key=k_drop)
         )
-        weight = WEIGHTINGS[o.weighting](t_hi, t_lo)
+        # a pair clipped to t = r = sigma_min (ECT's t below sigma_min) carries no signal
+        weight = jnp.where(t_hi > t_lo, WEIGHTINGS[o.weighting](t_hi, t_lo), 0.0)
         value = jnp.mean(weight * distance.fn(frozen["distance"], f_online, f_target))
         mu = target_ema(step) if target_ema is not None else jnp.zeros(())
-        return value, {"loss": value, "num_scales": n_scales, "target_ema": mu}
+        return value, {"loss": value, "target_ema": mu, **schedule}
 
     target_ema = None
     if spec.target == "ema" and spec.curriculum == "ct":
@@ -257,7 +285,7 @@ def make_objective(
     teacher_model: nn.Module | None = None,
     dim: int = 1,
 ) -> Objective:
-    """The objective named by config.objective.name ('edm', 'cd', 'ct', 'ict')."""
+    """The objective named by config.objective.name ('edm', 'cd', 'ct', 'ict', 'ect')."""
     name = config.objective.name
     if name not in OBJECTIVES:
         raise ValueError(

@@ -27,13 +27,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 # preset -> stage -> config module; the first stage is the teacher the others are compared with.
 PRESETS = {
     "toy": {"edm": "configs.toy_edm", "cd": "configs.toy_cd", "ct": "configs.toy_ct", "ict": "configs.toy_ict"},
-    "digits": {"edm": "configs.digits_edm", "cd": "configs.digits_cd", "ict": "configs.digits_ict"},
+    "digits": {
+        "edm": "configs.digits_edm", "cd": "configs.digits_cd", "ict": "configs.digits_ict",
+        "ect": "configs.digits_ect",
+    },
 }
 DEFAULT_STAGES = ("edm", "cd", "ict")
 
 
 def stage_configs(preset: str, workdir: str, stages: tuple[str, ...]) -> dict[str, ml_collections.ConfigDict]:
-    """Each stage's config, CD pointed at this pipeline's teacher."""
+    """Each stage's config, CD and the stages started from the teacher (ECT) pointed at this
+    pipeline's teacher."""
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
     unknown = set(stages) - set(PRESETS[preset])
@@ -42,10 +46,15 @@ def stage_configs(preset: str, workdir: str, stages: tuple[str, ...]) -> dict[st
     configs = {}
     for stage in stages:
         config = importlib.import_module(PRESETS[preset][stage]).get_config()
-        if config.objective.name == "cd":
+        if stage != "edm" and uses_teacher(config):
             config.objective.teacher_workdir = os.path.join(workdir, "edm")
         configs[stage] = config
     return configs
+
+
+def uses_teacher(config: ml_collections.ConfigDict) -> bool:
+    """Whether a stage needs the teacher trained first: to distil it, or to start from it."""
+    return needs_teacher(config.objective.name) or train.starts_from_teacher(config)
 
 
 def load_samples(workdir: str, stage: str, sampler: str) -> np.ndarray:
@@ -163,18 +172,21 @@ def run_stages(
     configs: dict[str, ml_collections.ConfigDict], workdir: str, concurrent: bool, cache_dir: str,
     evaluate_stages: bool = False,
 ) -> dict[str, dict]:
-    """The teacher, then the stages distilled from it; with `concurrent`, the stages that learn
-    from data alone (CT, iCT) train meanwhile in a second process (two small-network runs use a
-    CPU's cores better than one). With `evaluate_stages`, each stage is also evaluated
+    """The teacher, then the stages that use it; with `concurrent`, the stages that learn from
+    data alone (CT, iCT) train meanwhile in a second process (two small-network runs use a CPU's
+    cores better than one), which then trains the stages started from the teacher (ECT) while
+    the first distils it (CD). With `evaluate_stages`, each stage is also evaluated
     (`evaluate.evaluate`; stage -> its results is returned), the second process scoring its own
     stages and then the teacher (the 35-evaluation ODE, the longest evaluation) while the first
     trains CD."""
-    from_data = [s for s, c in configs.items() if s != "edm" and not needs_teacher(c.objective.name)]
-    background = from_data if concurrent else []
-    in_order = ["edm", *[s for s in configs if s != "edm" and s not in background]]
+    later = [s for s in configs if s != "edm"]
+    background = [s for s in later if not uses_teacher(configs[s])] if concurrent else []
+    after_teacher = [s for s in later if train.starts_from_teacher(configs[s]) and
+                     not needs_teacher(configs[s].objective.name)] if concurrent else []
+    in_order = ["edm", *[s for s in later if s not in background + after_teacher]]
     path = lambda stage: os.path.join(workdir, stage)  # noqa: E731
     pool = None
-    if background:
+    if background or after_teacher:
         spawn = multiprocessing.get_context("spawn")
         pool = concurrent_futures.ProcessPoolExecutor(
             1, mp_context=spawn, initializer=_init_worker, initargs=(cache_dir,)
@@ -187,8 +199,11 @@ def run_stages(
         for stage in in_order:
             logging.info("=== stage %s ===", stage)
             train.train(configs[stage], path(stage))
-            if evaluate_stages and stage == "edm" and pool:
-                futures[stage] = pool.submit(_run_stage, configs[stage], path(stage), stage, False, True)
+            if stage == "edm" and pool:
+                for s in after_teacher:
+                    futures[s] = pool.submit(_run_stage, configs[s], path(s), s, True, evaluate_stages)
+                if evaluate_stages:
+                    futures[stage] = pool.submit(_run_stage, configs[stage], path(stage), stage, False, True)
             elif evaluate_stages:
                 evaluations[stage] = evaluate.evaluate(configs[stage], path(stage))
         for stage, future in futures.items():

@@ -69,3 +69,15 @@ def ict_index_logits(
 def lognormal_sigma(key: jax.Array, shape: tuple[int, ...], p_mean: float, p_std: float) -> jax.Array:
     """sigma with ln sigma ~ N(p_mean, p_std^2) (EDM Sec. 5, training noise distribution)."""
     return jnp.exp(p_mean + p_std * jax.random.normal(key, shape))
+
+
+def ect_stage(step: jax.Array, stage_steps: int) -> jax.Array:
+    """ECT's curriculum stage: floor(k / stage_steps), the gap halving (q = 2) at each; 0 keeps it."""
+    step = jnp.asarray(step, jnp.int32)
+    return step // stage_steps if stage_steps > 0 else jnp.zeros_like(step)
+
+
+def ect_lower_sigma(t: jax.Array, stage: jax.Array, q: float, k: float, b: float) -> jax.Array:
+    """r = t (1 - q^-(stage+1) (1 + k sigmoid(-b t))), ECT's mapping p(r | t) (ECT eq. 18)."""
+    decay = jnp.asarray(q, jnp.float32) ** -(jnp.asarray(stage, jnp.float32) + 1)
+    return jnp.maximum(t * (1 - decay * (1 + k * jax.nn.sigmoid(-b * t))), 0.0)

@@ -75,6 +75,13 @@ def abstract_state(
     return _on_mesh(_state_shapes(config, model, info), config.parallel, mesh)
 
 
+def starts_from_teacher(config: ml_collections.ConfigDict) -> bool:
+    """Whether the run starts from the EDM run in objective.teacher_workdir: a CD student, or
+    consistency training (CT, iCT, ECT) from a diffusion model (ECT's diffusion pretraining)."""
+    o = config.objective
+    return o.name != "edm" and o.init_from_teacher and bool(o.teacher_workdir)
+
+
 def load_teacher(config: ml_collections.ConfigDict, info: DataInfo, mesh: Mesh | None = None) -> Teacher:
     """The EDM teacher's EMA parameters from config.objective.teacher_workdir; fails, naming the fix.
 
@@ -177,6 +184,7 @@ class MetricsLog:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         extra = f" N {int(last['num_scales'])} mu {last['target_ema']:.5f}" if "num_scales" in last else ""
+        extra += f" stage {int(last['ect_stage'])}" if "ect_stage" in last else ""
         eta = format_duration((self.total - steps[-1] - 1) / max(rate, 1e-9))
         logging.info(
             "step %d/%d loss %.5g%s %.1f steps/s ETA %s", steps[-1] + 1, self.total,
@@ -223,10 +231,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     parallel.check_batch_size("sample.batch_size", config.sample.batch_size, mesh)
     info = data_info(config.data)
     config_checks.check_network_fits_data(config, info.shape)
-    teacher = load_teacher(config, info, mesh) if needs_teacher(config.objective.name) else None
+    distils = needs_teacher(config.objective.name)
+    teacher = load_teacher(config, info, mesh) if distils or starts_from_teacher(config) else None
     dim = int(np.prod(info.shape))
     model = build_network(config.network, _num_classes(config, info))
-    objective = make_objective(config, model, teacher.model if teacher else None, dim)
+    objective = make_objective(config, model, teacher.model if distils else None, dim)
     write_config(config, workdir)  # only once every input has been checked
     optimizer = make_optimizer(config.optim)
     key = jax.random.key(config.seed)
@@ -244,7 +253,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     else:
         state = initial_state(config, model, objective, optimizer, info, key, teacher, shardings)
     train_step = make_train_step(
-        objective, optimizer, t.ema_rate, teacher.params if teacher else None,
+        objective, optimizer, t.ema_rate, teacher.params if distils else None,
         ema_warmup=t.ema_warmup, shardings=(shardings, parallel.replicated(mesh)),
     )
     log = MetricsLog(workdir, t.num_steps, t.nan_policy, manager)

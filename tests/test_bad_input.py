@@ -112,7 +112,7 @@ def test_a_workdir_of_another_run_is_not_resumed_or_touched(tmp_path):
     assert tree_digest(str(run)) == before
 
 
-@pytest.mark.parametrize("config", ["cifar10_edm", "cifar10_cd", "cifar10_ct", "cifar10_ict"])
+@pytest.mark.parametrize("config", ["cifar10_edm", "cifar10_cd", "cifar10_ct", "cifar10_ict", "cifar10_ect"])
 def test_cifar10_without_the_data_set_stops_with_the_data_set_message(tmp_path, config):
     result = launch(f"--config=configs/{config}.py", f"--workdir={tmp_path / 'run'}",
                     f"--config.data.tfds_data_dir={tmp_path / 'tfds'}")

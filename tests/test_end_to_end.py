@@ -76,7 +76,7 @@ def test_a_failure_in_the_concurrent_process_stops_the_pipeline(tmp_path):
 
 def tiny_digits_configs(workdir: str) -> dict:
     """The digits pipeline's stages shrunk to seconds (a one-level U-Net, 20 steps, 500 samples)."""
-    configs = pipeline.stage_configs("digits", workdir, ("edm", "cd", "ict"))
+    configs = pipeline.stage_configs("digits", workdir, ("edm", "cd", "ict", "ect"))
     for config in configs.values():
         config.network.unet.channel_mult = (1,)
         config.network.unet.attn_resolutions = ()
@@ -88,18 +88,21 @@ def tiny_digits_configs(workdir: str) -> dict:
 
 
 def test_digits_pipeline_scores_the_same_when_the_second_process_evaluates(tmp_path):
-    """Concurrent: iCT trains and is scored in the second process, which then scores the teacher
-    while the first trains CD; the figures equal those of the one-process pipeline."""
+    """Concurrent: iCT trains and is scored in the second process, which then trains ECT from the
+    teacher, scores it and scores the teacher while the first trains CD; the figures equal those
+    of the one-process pipeline."""
     tables = {}
     for concurrent in (True, False):
         workdir = str(tmp_path / str(concurrent))
         configs = tiny_digits_configs(workdir)
         evaluations = pipeline.run_stages(configs, workdir, concurrent, "", evaluate_stages=True)
-        assert set(evaluations) == {"edm", "cd", "ict"}
+        assert set(evaluations) == {"edm", "cd", "ict", "ect"}
+        assert configs["ect"].objective.teacher_workdir == os.path.join(workdir, "edm")
         tables[concurrent] = pipeline.image_results(configs, evaluations)
     assert tables[True] == tables[False]
     edm = next(r for r in tables[True] if r["stage"] == "edm")
     assert edm["nfe"] == 7 and edm["frechet_vs_teacher"] == 1.0 and np.isfinite(edm["frechet"])
     assert {(r["stage"], r["sampler"]) for r in tables[True]} == {
-        ("edm", "teacher_heun7"), ("cd", "onestep"), ("cd", "2step"), ("ict", "onestep"), ("ict", "2step")
+        ("edm", "teacher_heun7"), ("cd", "onestep"), ("cd", "2step"), ("ict", "onestep"), ("ict", "2step"),
+        ("ect", "onestep"), ("ect", "2step"),
     }
