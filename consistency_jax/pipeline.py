@@ -26,7 +26,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 # preset -> stage -> config module; the first stage is the teacher the others are compared with.
 PRESETS = {
-    "toy": {"edm": "configs.toy_edm", "cd": "configs.toy_cd", "ct": "configs.toy_ct", "ict": "configs.toy_ict"},
+    "toy": {
+        "edm": "configs.toy_edm", "cd": "configs.toy_cd", "ct": "configs.toy_ct", "ict": "configs.toy_ict",
+        "ect": "configs.toy_ect",
+    },
     "digits": {
         "edm": "configs.digits_edm", "cd": "configs.digits_cd", "ict": "configs.digits_ict",
         "ect": "configs.digits_ect",

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from configs import toy_cd, toy_edm
+from configs import toy_cd, toy_edm, toy_ict
 from consistency_jax import train
 from consistency_jax.config_checks import ConfigError
 
@@ -86,6 +86,18 @@ def test_cd_without_a_teacher_refuses_to_distil_a_random_network(tmp_path):
     result = launch("--config=configs/toy_cd.py", f"--workdir={tmp_path / 'cd'}",
                     f"--config.objective.teacher_workdir={tmp_path / 'no_such_teacher'}")
     assert result.returncode == 2 and "Train the teacher first" in result.stderr
+
+
+def test_ect_with_a_gap_that_never_shrinks_or_no_teacher_to_start_from(tmp_path):
+    config = toy_ict.get_config()
+    config.objective.name, config.objective.ect_q = "ect", 1.0
+    with pytest.raises(ConfigError, match="config.objective.ect_q must be > 1"):
+        train.train(config, str(tmp_path / "ect"))
+    config.objective.ect_q = 2.0
+    config.objective.teacher_workdir = str(tmp_path / "no_such_teacher")  # start from it: missing
+    with pytest.raises(train.TeacherNotFoundError, match="No teacher run in .*no_such_teacher"):
+        train.train(config, str(tmp_path / "ect"))
+    assert not (tmp_path / "ect").exists()
 
 
 def test_cd_with_a_teacher_dir_but_no_checkpoint(tmp_path):
