@@ -183,13 +183,14 @@ def run_stages(
     stages and then the teacher (the 35-evaluation ODE, the longest evaluation) while the first
     trains CD."""
     later = [s for s in configs if s != "edm"]
-    background = [s for s in later if not uses_teacher(configs[s])] if concurrent else []
-    after_teacher = [s for s in later if train.starts_from_teacher(configs[s]) and
-                     not needs_teacher(configs[s].objective.name)] if concurrent else []
-    in_order = ["edm", *[s for s in later if s not in background + after_teacher]]
+    # the second process takes every stage that does not distil the teacher
+    second = [s for s in later if not needs_teacher(configs[s].objective.name)] if concurrent else []
+    background = [s for s in second if not uses_teacher(configs[s])]  # from the start
+    after_teacher = [s for s in second if s not in background]  # once the teacher is trained
+    in_order = ["edm", *[s for s in later if s not in second]]
     path = lambda stage: os.path.join(workdir, stage)  # noqa: E731
     pool = None
-    if background or after_teacher:
+    if second:
         spawn = multiprocessing.get_context("spawn")
         pool = concurrent_futures.ProcessPoolExecutor(
             1, mp_context=spawn, initializer=_init_worker, initargs=(cache_dir,)

@@ -72,7 +72,7 @@ def lognormal_sigma(key: jax.Array, shape: tuple[int, ...], p_mean: float, p_std
 
 
 def ect_stage(step: jax.Array, stage_steps: int) -> jax.Array:
-    """ECT's curriculum stage: floor(k / stage_steps), the gap halving (q = 2) at each; 0 keeps it."""
+    """ECT's curriculum stage: floor(k / stage_steps), the gap shrinking by q at each; 0: stage 0."""
     step = jnp.asarray(step, jnp.int32)
     return step // stage_steps if stage_steps > 0 else jnp.zeros_like(step)
 
