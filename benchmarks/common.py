@@ -24,7 +24,7 @@ from consistency_jax.networks import build_network
 from consistency_jax.train_state import init_params
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-DEFAULT_BATCH = {"digits": 64, "cifar10": 8, "toy": 256}  # digits and toy: their configs' batch
+DEFAULT_BATCH = {"digits": 64, "cifar10": 8, "toy": 256}  # digits: its teacher and CD batch; toy: its batch
 BATCH_HELP = "batch size (0: " + ", ".join(f"{b} {p}" for p, b in DEFAULT_BATCH.items()) + ")"
 flags.DEFINE_multi_string(
     "set", [], "config override for every preset config, KEY=VALUE (repeatable), e.g. "

@@ -54,6 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
     o.name = "edm"  # edm (teacher DSM) | cd | ct | ict | ect
     o.p_mean = -1.2  # EDM, ECT: ln sigma ~ N(p_mean, p_std^2); iCT: lognormal index weights
     o.p_std = 1.2
+    o.stratified = False  # iCT: the batch's grid indices stratified (one at each quantile (j + u)/B)
     o.distance = "l2"  # l2 | l1 | pseudo_huber | lpips (metric d in the CD/CT loss)
     o.huber_c = 0.0  # pseudo-Huber c; 0 = 0.00054 * sqrt(dim) (iCT)
     o.weighting = "uniform"  # uniform | ict (1 / (sigma_{n+1} - sigma_n))

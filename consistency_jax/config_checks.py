@@ -73,6 +73,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _non_negative("objective.ect_stage_steps", config.objective.ect_stage_steps)
     if config.objective.name in ("ct", "ict") and not 1 <= config.objective.s0 <= config.objective.s1:
         raise ConfigError("config.objective.s0 and s1 must satisfy 1 <= s0 <= s1.")
+    if config.objective.stratified and config.objective.name != "ict":
+        raise ConfigError(
+            "config.objective.stratified stratifies iCT's lognormal grid index; "
+            f"objective {config.objective.name!r} has none: set objective.name=ict or stratified=False."
+        )
     try:
         check_multistep_sigmas((m.sigma_max, *config.sample.multistep_sigmas), m.sigma_min, m.sigma_max)
     except ValueError as e:

@@ -169,14 +169,17 @@ def _grid_pair(
     batch: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """(t_{n+1}, t_n, n, N(k)): a pair of the N(k)-point Karras grid, its index n uniform (CM) or
-    lognormal (iCT)."""
+    lognormal (iCT), drawn independently or, with objective.stratified, stratified over the batch."""
     n_scales = _num_scales(spec, o, step, total)
     if spec.index_sampling == "uniform":
         u = jax.random.uniform(key, (batch,))
         i = jnp.minimum(jnp.floor(u * (n_scales - 1)), n_scales - 2)
     else:
         logits = schedules.ict_index_logits(n_scales, _max_scales(spec, o), *grid, o.p_mean, o.p_std)
-        i = jax.random.categorical(key, logits, shape=(batch,))
+        if o.stratified:
+            i = schedules.stratified_categorical(key, logits, batch)
+        else:
+            i = jax.random.categorical(key, logits, shape=(batch,))
     t_hi, t_lo = (schedules.karras_sigma(i + d, n_scales, *grid) for d in (0, 1))
     return t_hi, t_lo, i, n_scales
 

@@ -100,6 +100,14 @@ def test_ect_with_a_gap_that_never_shrinks_or_no_teacher_to_start_from(tmp_path)
     assert not (tmp_path / "ect").exists()
 
 
+def test_stratified_index_on_an_objective_without_one(tmp_path):
+    config = toy_ict.get_config()
+    config.objective.name, config.objective.stratified = "ct", True
+    with pytest.raises(ConfigError, match="objective 'ct' has none: set objective.name=ict"):
+        train.train(config, str(tmp_path / "ct"))
+    assert not (tmp_path / "ct").exists()
+
+
 def test_cd_with_a_teacher_dir_but_no_checkpoint(tmp_path):
     teacher = tmp_path / "edm"
     teacher.mkdir()

@@ -156,3 +156,31 @@ def test_ct_target_is_the_same_noise_at_the_lower_sigma():
     z_hi = (x_hi - data) / t_hi[:, None]
     z_lo = (x_lo - data) / t_lo[:, None]
     np.testing.assert_allclose(z_hi, z_lo, rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("stratified", [False, True])
+def test_ict_stratified_flag_sets_how_the_batch_draws_its_grid_indices(stratified):
+    """objective.stratified: every grid index of the iCT batch appears within one of B p_i times;
+    independent draws (the default) miss that in some index."""
+    seen = []
+
+    class Recorder(nn.Module):
+        @nn.compact
+        def __call__(self, xin, c_noise, labels=None, *, train=False):
+            seen.append(np.asarray(jnp.exp(4 * c_noise)))
+            return jnp.zeros_like(xin)
+
+    c = default.get_config()
+    c.objective.name = "ict"
+    c.objective.s0, c.objective.s1, c.objective.stratified = 10, 40, stratified
+    batch, n = 512, 11  # N(0) = s0 + 1
+    objective = make_objective(c, Recorder(), dim=2)
+    data = jnp.asarray(GMM.sample(batch, np.random.default_rng(1)))
+    objective.loss({}, {}, objective.frozen_inputs(), {"x": data}, jax.random.key(5), 0)
+    grid = np.asarray(schedules.karras_sigmas(n, EPS, TMAX, 7.0))
+    i = np.abs(np.log(seen[0][:, None]) - np.log(grid[None, :-1])).argmin(1)
+    np.testing.assert_allclose(grid[i], seen[0], rtol=1e-4)  # every t_hi is a grid point
+    logits = schedules.ict_index_logits(n, 41, EPS, TMAX, 7.0, c.objective.p_mean, c.objective.p_std)
+    expected = batch * np.asarray(jax.nn.softmax(logits))[: n - 1]
+    within_one = np.all(np.abs(np.bincount(i, minlength=n - 1) - expected) < 1 + 1e-3)
+    assert within_one == stratified

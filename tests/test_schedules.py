@@ -51,6 +51,22 @@ def test_ict_index_distribution_is_the_lognormal_mass_of_each_interval():
     np.testing.assert_allclose(jax.nn.softmax(logits)[: n - 1], mass / mass.sum(), rtol=1e-4)
 
 
+def test_stratified_index_counts_are_within_one_of_the_expected_and_unbiased():
+    """Systematic sampling: in every batch each index appears within one of B p_k times (an
+    independent draw misses by about sqrt(B p_k)), indices past the grid never, and over many
+    batches the frequencies are the categorical's."""
+    n, max_n, batch = 81, 1281, 64
+    logits = schedules.ict_index_logits(n, max_n, 0.002, 80.0, 7.0, -1.1, 2.0)
+    p = np.asarray(jax.nn.softmax(logits), np.float64)
+    draw = jax.jit(jax.vmap(lambda k: schedules.stratified_categorical(k, logits, batch)))
+    idx = np.asarray(draw(jax.random.split(jax.random.key(0), 4000)))
+    assert idx.min() >= 0 and idx.max() <= n - 2
+    counts = np.stack([np.bincount(row, minlength=max_n - 1) for row in idx])
+    assert np.all(np.abs(counts - batch * p) < 1 + 1e-4)
+    freq = counts.sum(0) / counts.sum()
+    np.testing.assert_allclose(freq, p, atol=4 * np.sqrt(p.max() / counts.sum()))
+
+
 def test_lognormal_sigma_moments():
     s = schedules.lognormal_sigma(jax.random.key(0), (200_000,), -1.2, 1.2)
     logs = np.log(np.asarray(s))
