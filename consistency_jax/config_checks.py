@@ -8,7 +8,7 @@ import ml_collections
 from consistency_jax import ode
 from consistency_jax.errors import ConfigError
 from consistency_jax.networks import COMPUTE_DTYPES, NETWORKS
-from consistency_jax.objectives import DISTANCES, OBJECTIVES, WEIGHTINGS, needs_teacher
+from consistency_jax.objectives import CONSISTENCY_SPECS, DISTANCES, OBJECTIVES, WEIGHTINGS, needs_teacher
 from consistency_jax.sampling import check_multistep_sigmas
 from consistency_jax.train_state import OPTIMIZERS
 
@@ -73,7 +73,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _non_negative("objective.ect_stage_steps", config.objective.ect_stage_steps)
     if config.objective.name in ("ct", "ict") and not 1 <= config.objective.s0 <= config.objective.s1:
         raise ConfigError("config.objective.s0 and s1 must satisfy 1 <= s0 <= s1.")
-    if config.objective.stratified and config.objective.name != "ict":
+    spec = CONSISTENCY_SPECS.get(config.objective.name)
+    if config.objective.stratified and (spec is None or spec.index_sampling != "lognormal"):
         raise ConfigError(
             "config.objective.stratified stratifies iCT's lognormal grid index; "
             f"objective {config.objective.name!r} has none: set objective.name=ict or stratified=False."
