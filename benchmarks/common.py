@@ -113,6 +113,25 @@ def synthetic_batch(info: DataInfo, batch: int) -> dict[str, jax.Array]:
 # --- device and host ------------------------------------------------------------------------------
 
 
+def host_cpu() -> str:
+    """The host CPU as /proc/cpuinfo names it (vendor model name, family/model, AVX-512 or not).
+
+    Hosts with the same core count differ several-fold in FLOP/s; results name theirs.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    fields = dict(
+        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in text.splitlines()[:40]) if v
+    )
+    avx512 = "avx512f" in fields.get("flags", "").split()
+    return (
+        f"{fields.get('model name', 'unknown')} (family {fields.get('cpu family', '?')}, model "
+        f"{fields.get('model', '?')}{', AVX-512' if avx512 else ''})"
+    )
+
+
 def device_info() -> dict[str, Any]:
     """Platform, device kind and count, JAX version, host CPUs and the default matmul precision."""
     d = jax.devices()[0]
@@ -122,6 +141,7 @@ def device_info() -> dict[str, Any]:
         "device_count": jax.device_count(),
         "jax": jax.__version__,
         "host_cpus": os.cpu_count(),
+        "host_cpu": host_cpu(),
         "matmul_precision": str(jax.config.jax_default_matmul_precision),
     }
 

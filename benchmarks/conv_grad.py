@@ -1,5 +1,6 @@
-"""The U-Net's 3x3 conv, forward and backward, with XLA's gradient and with the kernel gradient
-taken as k^2 matmuls instead, as GFLOP/s and as a fraction of a matmul's.
+"""The U-Net's 3x3 conv, forward and backward, with XLA's gradient, with the kernel gradient
+taken as k^2 matmuls instead, and with the padding beyond kernel // 2 applied apart by jnp.pad,
+as GFLOP/s and as a fraction of a matmul's.
 
 The matmul form was tried for the CPU and not adopted: faster on the 32x32x256 conv at batch 8,
 slower or equal on every other shape here and on the digits sizes, and the whole CIFAR-10-size
@@ -7,6 +8,11 @@ CD step did not get faster (see the README's performance section).
 
     python benchmarks/conv_grad.py                       # CIFAR-10 NCSN++ sizes at batch 8
     python benchmarks/conv_grad.py --batch=64 --shapes=8x8x16,8x8x32,4x4x32   # the digits U-Net
+    python benchmarks/conv_grad.py --pad=2 --shapes=16x16x256,8x8x256   # NCSN++'s fused down conv
+
+At --pad=2 (the fused down conv's padding: 1 for the kernel, 1 for the (1, 3, 3, 1) filter) XLA's
+CPU kernel gradient is tens of times slower than with the extra padding applied apart, so the
+U-Net pads apart (`pad_apart`).
 """
 
 import functools
@@ -22,6 +28,7 @@ from absl import app, flags
 
 from benchmarks import common
 from consistency_jax.networks.unet import _conv as xla_conv  # the U-Net's conv, XLA's gradient
+from consistency_jax.networks.unet import _pad_hw
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -50,8 +57,14 @@ def _matmul_grad_conv_bwd(pad: int, residuals: tuple, g: jax.Array) -> tuple[jax
 
 matmul_grad_conv.defvjp(_matmul_grad_conv_fwd, _matmul_grad_conv_bwd)
 
-CONVS = {"xla": xla_conv, "matmul_grad": matmul_grad_conv}
-COLUMNS = ("shape", "conv", "part", "ms", "gflop_s", "peak_frac")
+def pad_apart_conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
+    """The same conv padded by kernel // 2, the rest of `pad` by jnp.pad first (the U-Net's form)."""
+    same = w.shape[0] // 2
+    return xla_conv(_pad_hw(x, pad - same), w, same)
+
+
+CONVS = {"xla": xla_conv, "matmul_grad": matmul_grad_conv, "pad_apart": pad_apart_conv}
+COLUMNS = ("shape", "pad", "conv", "part", "ms", "gflop_s", "peak_frac")
 
 
 def parts(conv, pad: int) -> dict:
@@ -65,24 +78,26 @@ def parts(conv, pad: int) -> dict:
     }
 
 
-def bench_shape(batch: int, side: int, channels: int, reps: int) -> list[dict]:
-    """Rows for a 3x3 conv, `channels` in and out, on a batch of side x side images."""
+def bench_shape(batch: int, side: int, channels: int, pad: int, reps: int) -> list[dict]:
+    """Rows for a 3x3 conv, `channels` in and out, padded by `pad`, on side x side images."""
     x = jax.random.normal(jax.random.key(0), (batch, side, side, channels))
     w = jax.random.normal(jax.random.key(1), (3, 3, channels, channels)) * 0.05
-    conv_flop = 2 * batch * side * side * 9 * channels * channels
+    out_side = side + 2 * pad - 2
+    conv_flop = 2 * batch * out_side * out_side * 9 * channels * channels
     # the forward pass once, each gradient once more: the loss's own forward is counted apart
     flop = {"forward": conv_flop, "grad_x": 2 * conv_flop, "grad_w": 2 * conv_flop, "grad_both": 3 * conv_flop}
     rows = []
-    grads = [jax.grad(lambda x, w: jnp.sum(conv(x, w, 1) ** 2), (0, 1))(x, w) for conv in CONVS.values()]
-    for a, b in zip(*grads, strict=True):  # the two forms compute the same gradients
-        assert float(jnp.max(jnp.abs(a - b))) <= 1e-4 * float(jnp.max(jnp.abs(a))), "gradients differ"
+    grads = [jax.grad(lambda x, w: jnp.sum(conv(x, w, pad) ** 2), (0, 1))(x, w) for conv in CONVS.values()]
+    for other in grads[1:]:  # every form computes the same gradients
+        for a, b in zip(grads[0], other, strict=True):
+            assert float(jnp.max(jnp.abs(a - b))) <= 1e-4 * float(jnp.max(jnp.abs(a))), "gradients differ"
     for name, conv in CONVS.items():
-        for part, fn in parts(conv, 1).items():
+        for part, fn in parts(conv, pad).items():
             compiled, _ = common.compile_timed(fn, x, w)
             s = statistics.median(common.blocked_times(lambda: compiled(x, w), 1, reps))
             peak = common.matmul_peak()
             rows.append({
-                "shape": f"{batch}x{side}x{side}x{channels}", "conv": name, "part": part,
+                "shape": f"{batch}x{side}x{side}x{channels}", "pad": pad, "conv": name, "part": part,
                 "ms": 1e3 * s, "gflop_s": flop[part] / s / 1e9, "peak_frac": flop[part] / s / peak,
             })
     return rows
@@ -94,7 +109,7 @@ def main(_) -> None:
     rows = []
     for shape in f.shapes:
         side, _, channels = (int(v) for v in shape.split("x"))
-        rows += bench_shape(f.batch, side, channels, f.reps)
+        rows += bench_shape(f.batch, side, channels, f.pad, f.reps)
     record.update(rows=rows, load_average_end=common.load_average())
     common.print_table(rows, COLUMNS, "3x3 conv")
     print(f"\nwrote {common.write_json(record, f.out or None)}")
@@ -103,6 +118,7 @@ def main(_) -> None:
 if __name__ == "__main__":
     flags.DEFINE_integer("batch", 8, "images per batch")
     flags.DEFINE_list("shapes", ["32x32x256", "16x16x256", "8x8x256"], "SIDExSIDExCHANNELS")
+    flags.DEFINE_integer("pad", 1, "zero padding of each side (1: the U-Net's 3x3 conv)")
     flags.DEFINE_integer("reps", 5, "timed calls (median reported)")
     flags.DEFINE_string("out", "", "JSON path (default benchmarks/results/<device>-<date>.json)")
     app.run(main)

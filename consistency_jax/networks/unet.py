@@ -34,6 +34,11 @@ def _conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
     )
 
 
+def _pad_hw(x: jax.Array, pad: int) -> jax.Array:
+    """Zero-pad H and W by `pad` on each side (NHWC)."""
+    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+
+
 def _filter_hw(x: jax.Array, taps: Sequence[float], stride: int) -> jax.Array:
     """Correlate H and W with the 1-D taps (no padding), then keep every `stride`-th output:
     the separable depthwise filter outer(f, f) as strided slices and sums, not a grouped conv
@@ -51,8 +56,7 @@ def downsample(x: jax.Array, taps: Sequence[float], pad: int | None = None) -> j
     """Filter outer(f, f) / sum(f)^2 with stride 2 (EDM `Conv2d` down: depthwise conv,
     padding (len(f) - 1) // 2 unless given)."""
     pad = (len(taps) - 1) // 2 if pad is None else pad
-    x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    return _filter_hw(x, [t / sum(taps) for t in taps], 2)
+    return _filter_hw(_pad_hw(x, pad), [t / sum(taps) for t in taps], 2)
 
 
 def upsample(x: jax.Array, taps: Sequence[float]) -> jax.Array:
@@ -81,7 +85,9 @@ class Conv2d(nn.Module):
         w = self.param("kernel", _xavier(self.init_weight), shape)
         b = self.param("bias", nn.initializers.zeros, (self.features,))
         if self.fused:  # EDM Conv2d.forward, fused_resample and down
-            x = _conv(x, w, self.kernel // 2 + (len(self.resample_filter) - 1) // 2)
+            # The filter's share of the padding goes in apart: XLA's CPU kernel gradient of a conv
+            # padded wider than kernel // 2 is 36x slower (benchmarks/conv_grad.py --pad).
+            x = _conv(_pad_hw(x, (len(self.resample_filter) - 1) // 2), w, self.kernel // 2)
             return downsample(x, self.resample_filter, pad=0) + b
         if self.up:
             x = upsample(x, self.resample_filter)
