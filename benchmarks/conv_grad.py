@@ -12,7 +12,10 @@ CD step did not get faster (see the README's performance section).
 
 At --pad=2 (the fused down conv's padding: 1 for the kernel, 1 for the (1, 3, 3, 1) filter) XLA's
 CPU kernel gradient is tens of times slower than with the extra padding applied apart, so the
-U-Net pads apart (`pad_apart`).
+U-Net pads apart (`pad_apart`). `grad_w_in_loop` is the kernel gradient inside a lax.fori_loop,
+as in a train step scanned over several steps per dispatch: on the CPU XLA's runs there tens of
+times slower than alone, which is why train.py refuses steps_per_dispatch > 1 for the U-Nets on
+the CPU.
 """
 
 import functools
@@ -67,14 +70,21 @@ CONVS = {"xla": xla_conv, "matmul_grad": matmul_grad_conv, "pad_apart": pad_apar
 COLUMNS = ("shape", "pad", "conv", "part", "ms", "gflop_s", "peak_frac")
 
 
+LOOP_STEPS = 8
+
+
 def parts(conv, pad: int) -> dict:
-    """Jitted forward, input gradient, kernel gradient and both gradients of sum(conv(x, w)^2)."""
+    """Jitted forward, input gradient, kernel gradient and both gradients of sum(conv(x, w)^2),
+    and the kernel gradient inside a loop (LOOP_STEPS gradient steps on w by lax.fori_loop, as
+    a scanned train step runs it; timed per step)."""
     loss = lambda x, w: jnp.sum(conv(x, w, pad) ** 2)  # noqa: E731
+    descend = lambda x: lambda i, w: w - 1e-6 * jax.grad(loss, 1)(x, w)  # noqa: E731
     return {
         "forward": jax.jit(lambda x, w: conv(x, w, pad)),
         "grad_x": jax.jit(jax.grad(loss, 0)),
         "grad_w": jax.jit(jax.grad(loss, 1)),
         "grad_both": jax.jit(jax.grad(loss, (0, 1))),
+        "grad_w_in_loop": jax.jit(lambda x, w: jax.lax.fori_loop(0, LOOP_STEPS, descend(x), w)),
     }
 
 
@@ -85,7 +95,9 @@ def bench_shape(batch: int, side: int, channels: int, pad: int, reps: int) -> li
     out_side = side + 2 * pad - 2
     conv_flop = 2 * batch * out_side * out_side * 9 * channels * channels
     # the forward pass once, each gradient once more: the loss's own forward is counted apart
-    flop = {"forward": conv_flop, "grad_x": 2 * conv_flop, "grad_w": 2 * conv_flop, "grad_both": 3 * conv_flop}
+    flop = {"forward": conv_flop, "grad_x": 2 * conv_flop, "grad_w": 2 * conv_flop, "grad_both": 3 * conv_flop,
+            "grad_w_in_loop": 2 * conv_flop}
+    per_call = {"grad_w_in_loop": LOOP_STEPS}
     rows = []
     grads = [jax.grad(lambda x, w: jnp.sum(conv(x, w, pad) ** 2), (0, 1))(x, w) for conv in CONVS.values()]
     for other in grads[1:]:  # every form computes the same gradients
@@ -94,7 +106,7 @@ def bench_shape(batch: int, side: int, channels: int, pad: int, reps: int) -> li
     for name, conv in CONVS.items():
         for part, fn in parts(conv, pad).items():
             compiled, _ = common.compile_timed(fn, x, w)
-            s = statistics.median(common.blocked_times(lambda: compiled(x, w), 1, reps))
+            s = statistics.median(common.blocked_times(lambda: compiled(x, w), 1, reps)) / per_call.get(part, 1)
             peak = common.matmul_peak()
             rows.append({
                 "shape": f"{batch}x{side}x{side}x{channels}", "pad": pad, "conv": name, "part": part,

@@ -7,6 +7,10 @@ Each step is compiled ahead (`lower().compile()`: compile time, XLA FLOPs and bu
 timed over --steps calls, each waited for, after --warmup calls. The CD step runs its teacher's Heun
 step with random teacher parameters. --pipeline also runs the loop as train.py does (no wait per
 step) fed once by a synthetic device batch and once by consistency_jax.data.build_dataset.
+--dispatch=K runs that loop on a synthetic batch with one step per call and with K steps per call
+(config.train.steps_per_dispatch), alternating:
+
+    python benchmarks/train_step.py --preset=toy --objectives=edm,ict --pipeline=False --dispatch=8
 """
 
 import dataclasses
@@ -28,6 +32,7 @@ from benchmarks import common
 from consistency_jax.data import DatasetUnavailableError, build_dataset
 from consistency_jax.networks import build_network
 from consistency_jax.objectives import make_objective
+from consistency_jax.train import step_keys
 from consistency_jax.train_state import (
     create_train_state,
     make_optimizer,
@@ -51,10 +56,11 @@ class Step:
         return metrics
 
 
-def build_step(config: ml_collections.ConfigDict, params: Any, batch: dict) -> Step:
+def build_step(config: ml_collections.ConfigDict, params: Any, batch: dict, steps_per_call: int = 1) -> Step:
     """Compile make_train_step's step for `config`, its frozen inputs (teacher, distance) arguments.
 
     `params` (never donated) start the state's copies and serve as the CD teacher's parameters.
+    With `steps_per_call` k > 1 the step makes k steps per call and `batch` holds k stacked batches.
     """
     model = build_network(config.network, 0)
     dim = int(np.prod(batch["x"].shape[1:]))
@@ -65,10 +71,13 @@ def build_step(config: ml_collections.ConfigDict, params: Any, batch: dict) -> S
 
     def step(state, batch, rng, teacher, objective_frozen):
         inner = dataclasses.replace(objective, frozen=objective_frozen)
-        return make_train_step(inner, optimizer, config.train.ema_rate, teacher)(state, batch, rng)
+        return make_train_step(
+            inner, optimizer, config.train.ema_rate, teacher, steps_per_call=steps_per_call
+        )(state, batch, rng)
 
     jitted = jax.jit(step, donate_argnums=0)
-    compiled, seconds = common.compile_timed(jitted, state, batch, jax.random.key(0), *frozen)
+    keys = step_keys(jax.random.key(0), 0, steps_per_call)
+    compiled, seconds = common.compile_timed(jitted, state, batch, keys, *frozen)
     return Step(compiled, state, frozen, seconds)
 
 
@@ -81,13 +90,14 @@ def time_step(step: Step, batch: dict, warmup: int, reps: int, first: int = 0) -
     )
 
 
-def loop_seconds(step: Step, next_batch: Any, steps: int) -> float:
-    """Wall time of `steps` iterations of train.py's loop body (next batch, step), then one wait."""
+def loop_seconds(step: Step, next_batch: Any, steps: int, k: int = 1) -> float:
+    """Wall time of `steps` steps of train.py's loop (next batch, step; `k` steps per call),
+    then one wait."""
     key = jax.random.key(3)
-    jax.block_until_ready(step(next_batch(), jax.random.fold_in(key, 0)))  # primes the loop
+    jax.block_until_ready(step(next_batch(), step_keys(key, 0, k)))  # primes the loop
     t = time.perf_counter()
-    for i in range(steps):
-        metrics = step(next_batch(), jax.random.fold_in(key, i + 1))
+    for i in range(k, steps + k, k):
+        metrics = step(next_batch(), step_keys(key, i, k))
     jax.block_until_ready((metrics, step.state))
     return time.perf_counter() - t
 
@@ -138,6 +148,34 @@ def bench_pipeline(
         "overhead_pct": statistics.median(overheads),
         "overhead_pct_range": [overheads[0], overheads[-1]],
         "pipeline_alone_ms_per_batch": 1e3 * pipeline_only_seconds(it, max(steps, 20)),
+        "load_average": common.load_average(),
+    }
+
+
+def bench_dispatch(
+    config: ml_collections.ConfigDict, preset: str, params: Any, batch: dict, k: int, steps: int,
+    repeats: int,
+) -> dict:
+    """train.py's loop on a device-resident batch, one step per call vs `k` (lax.scan), `repeats`
+    alternating pairs of `steps` steps; speedup = one-step time / k-step time of each pair."""
+    stacked = jax.tree.map(lambda x: jnp.stack([x] * k), batch)
+    single, scanned = build_step(config, params, batch), build_step(config, params, stacked, k)
+    steps = -(-steps // k) * k
+    pairs = [
+        (loop_seconds(single, lambda: batch, steps), loop_seconds(scanned, lambda: stacked, steps, k))
+        for _ in range(repeats)
+    ]
+    speedups = sorted(a / b for a, b in pairs)
+    return {
+        "preset": preset,
+        "objective": config.objective.name,
+        "batch": batch["x"].shape[0],
+        "steps_per_dispatch": k,
+        "single_ms": 1e3 * statistics.median(a for a, _ in pairs) / steps,
+        "scanned_ms": 1e3 * statistics.median(b for _, b in pairs) / steps,
+        "speedup": statistics.median(speedups),
+        "speedup_range": [speedups[0], speedups[-1]],
+        "compile_s": [single.compile_s, scanned.compile_s],
         "load_average": common.load_average(),
     }
 
@@ -201,6 +239,10 @@ TRAIN_COLUMNS = (
     "peak_rss_mib",
     "load_average",
 )
+DISPATCH_COLUMNS = (
+    "preset", "objective", "batch", "steps_per_dispatch", "single_ms", "scanned_ms", "speedup",
+    "speedup_range", "compile_s", "load_average",
+)
 PIPELINE_COLUMNS = (
     "preset",
     "objective",
@@ -215,6 +257,29 @@ PIPELINE_COLUMNS = (
 )
 
 
+def setup(preset: str, objectives: list[str], batch: int, keep_lpips: bool) -> tuple[list, Any, dict]:
+    """The objectives' configs, network parameters and a synthetic batch of `batch`.
+
+    One initialisation serves every objective: a preset's configs share one network shape.
+    """
+    configs = [common.preset_config(preset, o, keep_lpips) for o in objectives]
+    info = common.dataset_info(configs[0])
+    params = common.init_network_params(configs[0], info.shape)
+    return configs, params, common.synthetic_batch(info, batch)
+
+
+def run_dispatch(
+    preset: str, objectives: list[str], batch: int, k: int, steps: int, repeats: int, keep_lpips: bool
+) -> list[dict]:
+    """A one-step-per-call vs k-steps-per-call row for each objective."""
+    configs, params, synthetic = setup(preset, objectives, batch, keep_lpips)
+    rows = []
+    for config in configs:
+        rows.append(bench_dispatch(config, preset, params, synthetic, k, steps, repeats))
+        print(f"  {preset} {config.objective.name}: {k} steps per call {rows[-1]['speedup']:.3g}x", flush=True)
+    return rows
+
+
 def run(
     preset: str,
     objectives: list[str],
@@ -226,14 +291,8 @@ def run(
     pipeline_repeats: int,
     keep_lpips: bool,
 ) -> tuple[list[dict], list[dict]]:
-    """Train rows for each objective and, with `pipeline`, one synthetic-vs-real row (the first's).
-
-    One initialisation serves every objective: a preset's configs share one network shape.
-    """
-    configs = [common.preset_config(preset, o, keep_lpips) for o in objectives]
-    info = common.dataset_info(configs[0])
-    params = common.init_network_params(configs[0], info.shape)
-    synthetic = common.synthetic_batch(info, batch)
+    """Train rows for each objective and, with `pipeline`, one synthetic-vs-real row (the first's)."""
+    configs, params, synthetic = setup(preset, objectives, batch, keep_lpips)
     rows, pipe = [], []
     for config in configs:
         row, step = bench_objective(config, preset, params, synthetic, warmup, steps)
@@ -258,6 +317,9 @@ def define_flags() -> None:
     flags.DEFINE_bool("pipeline", True, "also time the loop fed by build_dataset vs synthetic data")
     flags.DEFINE_integer("pipeline_steps", 20, "loop iterations per pipeline measurement")
     flags.DEFINE_integer("pipeline_repeats", 5, "alternating synthetic / real measurements")
+    flags.DEFINE_integer("dispatch", 0, "also time the loop with this many steps per call (0: no)")
+    flags.DEFINE_integer("dispatch_steps", 64, "loop steps per dispatch measurement")
+    flags.DEFINE_integer("dispatch_repeats", 5, "alternating one-step / k-step measurements")
     flags.DEFINE_bool(
         "keep_lpips", False, "keep the configs' LPIPS distance (needs its weights) instead of l2"
     )
@@ -267,7 +329,7 @@ def define_flags() -> None:
 def main(_) -> None:
     f = flags.FLAGS
     record = common.header(f.flag_values_dict())
-    train, pipe = [], []
+    train, pipe, dispatch = [], [], []
     for preset in f.preset.split(","):
         rows, p = run(
             preset,
@@ -281,10 +343,17 @@ def main(_) -> None:
             f.keep_lpips,
         )
         train, pipe = train + rows, pipe + p
-    record.update(train=train, pipeline=pipe, load_average_end=common.load_average())
+        if f.dispatch:
+            batch = f.batch or common.DEFAULT_BATCH[preset]
+            dispatch += run_dispatch(
+                preset, f.objectives, batch, f.dispatch, f.dispatch_steps, f.dispatch_repeats, f.keep_lpips
+            )
+    record.update(train=train, pipeline=pipe, dispatch=dispatch, load_average_end=common.load_average())
     common.print_table(train, TRAIN_COLUMNS, "train step")
     if pipe:
         common.print_table(pipe, PIPELINE_COLUMNS, "input pipeline")
+    if dispatch:
+        common.print_table(dispatch, DISPATCH_COLUMNS, "steps per dispatch")
     print(f"\nwrote {common.write_json(record, f.out or None)}")
 
 

@@ -95,6 +95,9 @@ def get_config() -> ml_collections.ConfigDict:
     t.ckpt_keep_every = 0  # and keep every checkpoint at a multiple of this step for good (0: none)
     t.sample_every = 0  # 0: samples only at the end
     t.nan_policy = "stop"  # stop: a non-finite loss stops the run naming the step
+    # Optimizer steps per jitted call (a lax.scan over as many batches): fewer dispatches for small
+    # steps. num_steps, log_every, ckpt_every and sample_every must be multiples of it.
+    t.steps_per_dispatch = 1
 
     # --- devices ('data' x 'fsdp' mesh over all devices of all processes) ------------------
     c.parallel = q = ml_collections.ConfigDict()

@@ -46,9 +46,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice("train.nan_policy", config.train.nan_policy, NAN_POLICIES)
     _choice("network.compute_dtype", config.network.compute_dtype, COMPUTE_DTYPES)
     for key in ("data.batch_size", "train.num_steps", "optim.lr", "model.sigma_data",
-                "model.sigma_min", "sample.num_samples", "sample.batch_size"):
+                "model.sigma_min", "sample.num_samples", "sample.batch_size", "train.log_every",
+                "train.ckpt_every"):
         _positive(key, _lookup(config, key))
-    for key in ("optim.warmup_steps", "optim.decay_steps", "optim.grad_clip", "optim.weight_decay"):
+    for key in ("optim.warmup_steps", "optim.decay_steps", "optim.grad_clip", "optim.weight_decay",
+                "train.sample_every"):
         _non_negative(key, _lookup(config, key))
     m = config.model
     if not m.sigma_min < m.sigma_max:
@@ -85,6 +87,33 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.sample.multistep_sigmas: {e}") from None
     if not 0 <= config.train.ema_rate < 1:
         raise ConfigError(f"config.train.ema_rate must be in [0, 1), got {config.train.ema_rate}.")
+    _check_steps_per_dispatch(config.train)
+
+
+def _check_steps_per_dispatch(t: ml_collections.ConfigDict) -> None:
+    """The loop logs, saves and samples between dispatches: those periods must be multiples."""
+    k = t.steps_per_dispatch
+    _positive("train.steps_per_dispatch", k)
+    for key in ("num_steps", "log_every", "ckpt_every", "sample_every"):
+        if t[key] % k:
+            raise ConfigError(
+                f"config.train.{key}={t[key]} is not a multiple of train.steps_per_dispatch={k}: "
+                f"the loop only stops between dispatches of {k} steps. Set {key} to a multiple of "
+                f"{k}, or steps_per_dispatch to a divisor of {t[key]}."
+            )
+
+
+def check_steps_per_dispatch_on(config: ml_collections.ConfigDict, platform: str) -> None:
+    """Refuse several steps per dispatch for a U-Net on the CPU, where XLA runs a conv's kernel
+    gradient inside a loop tens of times slower than outside one."""
+    k, name = config.train.steps_per_dispatch, config.network.name
+    if platform == "cpu" and k > 1 and name != "mlp":
+        raise ConfigError(
+            f"config.train.steps_per_dispatch={k} with the {name} U-Net on the CPU: XLA's CPU "
+            "backend runs its convolution gradients inside a loop, and with them the digits step, "
+            "about 20x slower (benchmarks/train_step.py --dispatch). Set steps_per_dispatch=1 on "
+            "the CPU; it is for small steps on GPUs and TPUs."
+        )
 
 
 def check_network_fits_data(config: ml_collections.ConfigDict, shape: tuple[int, ...]) -> None:

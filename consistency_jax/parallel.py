@@ -48,9 +48,10 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over every device of the mesh."""
-    return NamedSharding(mesh, P((DATA, FSDP)))
+def batch_sharding(mesh: Mesh, stacked: bool = False) -> NamedSharding:
+    """The batch axis split over every device of the mesh: the leading axis, or with `stacked`
+    the second (the leading one indexing the steps of one dispatch)."""
+    return NamedSharding(mesh, P(None, (DATA, FSDP)) if stacked else P((DATA, FSDP)))
 
 
 def check_batch_size(key: str, batch_size: int, mesh: Mesh) -> None:
@@ -84,9 +85,10 @@ def with_shardings(abstract: PyTree, shardings: PyTree) -> PyTree:
     )
 
 
-def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """One global batch from every process's local share, split over the devices."""
-    sharding = batch_sharding(mesh)
+def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh, stacked: bool = False) -> dict[str, jax.Array]:
+    """One global batch (`stacked`: several, on a leading axis) from every process's local share,
+    split over the devices."""
+    sharding = batch_sharding(mesh, stacked)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import time
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -135,6 +136,21 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     os.replace(tmp, path)
 
 
+def check_resume_step(workdir: str, steps_per_dispatch: int) -> None:
+    """Refuse to resume from a checkpoint between dispatches of `steps_per_dispatch` steps."""
+    if steps_per_dispatch == 1:
+        return
+    manager = checkpoint.make_manager(workdir)  # read-only: creates nothing
+    step = manager.latest_step()
+    manager.close()
+    if step is not None and step % steps_per_dispatch:
+        raise config_checks.ConfigError(
+            f"The latest checkpoint is at step {step}, not a multiple of "
+            f"config.train.steps_per_dispatch={steps_per_dispatch}: resume with steps_per_dispatch "
+            f"set to a divisor of {step} (1 always works)."
+        )
+
+
 def format_duration(seconds: float) -> str:
     """A duration as 1h05m or 3m07s (progress ETAs)."""
     m, s = divmod(int(seconds), 60)
@@ -149,13 +165,14 @@ class MetricsLog:
     def __init__(self, workdir: str, total_steps: int, nan_policy: str, manager):
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.total, self.nan_policy, self.manager = total_steps, nan_policy, manager
-        self.pending: list[tuple[int, dict]] = []
+        self.pending: list[tuple[int, dict, int]] = []
         self.t0, self.step0 = time.perf_counter(), None
 
-    def add(self, step: int, metrics: dict) -> None:
+    def add(self, step: int, metrics: dict, steps: int = 1) -> None:
+        """Metrics of step `step`, or (`steps` > 1) of steps step.. on a leading axis."""
         if self.step0 is None:
             self.step0 = step
-        self.pending.append((step, metrics))
+        self.pending.append((step, metrics, steps))
 
     def _last_checkpoint(self) -> str:
         step = self.manager.latest_step()
@@ -165,8 +182,10 @@ class MetricsLog:
     def flush(self) -> None:
         if not self.pending:
             return
-        steps = [s for s, _ in self.pending]
-        host = jax.device_get([m for _, m in self.pending])
+        steps, host = [], []
+        for (first, _, n), m in zip(self.pending, jax.device_get([m for _, m, _ in self.pending])):
+            steps += range(first, first + n)
+            host += [m] if n == 1 else [{k: v[i] for k, v in m.items()} for i in range(n)]
         self.pending = []
         bad = [s for s, m in zip(steps, host) if not m["finite"]]
         if bad and self.nan_policy == "stop":
@@ -231,11 +250,13 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     parallel.check_batch_size("sample.batch_size", config.sample.batch_size, mesh)
     info = data_info(config.data)
     config_checks.check_network_fits_data(config, info.shape)
+    config_checks.check_steps_per_dispatch_on(config, jax.default_backend())
     distils = needs_teacher(config.objective.name)
     teacher = load_teacher(config, info, mesh) if distils or starts_from_teacher(config) else None
     dim = int(np.prod(info.shape))
     model = build_network(config.network, _num_classes(config, info))
     objective = make_objective(config, model, teacher.model if distils else None, dim)
+    check_resume_step(workdir, t.steps_per_dispatch)
     write_config(config, workdir)  # only once every input has been checked
     optimizer = make_optimizer(config.optim)
     key = jax.random.key(config.seed)
@@ -255,17 +276,19 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     train_step = make_train_step(
         objective, optimizer, t.ema_rate, teacher.params if distils else None,
         ema_warmup=t.ema_warmup, shardings=(shardings, parallel.replicated(mesh)),
+        steps_per_call=t.steps_per_dispatch,
     )
     log = MetricsLog(workdir, t.num_steps, t.nan_policy, manager)
     train_key = jax.random.fold_in(key, 1)
+    k = t.steps_per_dispatch
     try:
         with checkpoint.Preemption() as preemption:
-            for step in range(int(state.step), t.num_steps):
-                batch = parallel.shard_batch(next(data_iter), mesh)
-                state, metrics = train_step(state, batch, jax.random.fold_in(train_key, step))
-                log.add(step, metrics)
-                done = step + 1
-                preempted = preemption.reached(done)
+            for step in range(int(state.step), t.num_steps, k):
+                batch = parallel.shard_batch(next_batches(data_iter, k), mesh, stacked=k > 1)
+                state, metrics = train_step(state, batch, step_keys(train_key, step, k))
+                log.add(step, metrics, k)
+                done = step + k
+                preempted = preemption.reached(done // k)
                 save = done % t.ckpt_every == 0 or done == t.num_steps or preempted
                 if save or done % t.log_every == 0:
                     log.flush()
@@ -282,6 +305,20 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
         checkpoint.finish(manager)
     write_samples(config, workdir, model, state.ema_params, info)
     return state
+
+
+def next_batches(data_iter: Any, k: int) -> dict:
+    """The next batch, or (k > 1) the next k batches stacked on a leading axis."""
+    if k == 1:
+        return next(data_iter)
+    return jax.tree.map(lambda *xs: np.stack(xs), *(next(data_iter) for _ in range(k)))
+
+
+def step_keys(train_key: jax.Array, step: int, k: int) -> jax.Array:
+    """The key of step `step`, or (k > 1) of steps step..step + k - 1: each folds in its step."""
+    if k == 1:
+        return jax.random.fold_in(train_key, step)
+    return jax.vmap(jax.random.fold_in, (None, 0))(train_key, jnp.arange(step, step + k))
 
 
 def initial_state(

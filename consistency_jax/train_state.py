@@ -104,8 +104,12 @@ def make_train_step(
     ema_warmup: bool = False,
     skip_nonfinite: bool = True,
     shardings: tuple[PyTree, jax.sharding.Sharding] | None = None,
+    steps_per_call: int = 1,
 ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
     """The jitted, state-donating `train_step(state, batch, rng) -> (state, metrics)`.
+
+    With `steps_per_call` k > 1 one call makes k steps (`lax.scan`): the batch's leaves and `rng`
+    carry a leading axis of k (the steps' batches and keys) and so do the metrics.
 
     The target (if any) and sampling EMA are updated from the post-step parameters. A step whose
     loss or gradient is not finite leaves the state unchanged (metrics['finite'] = 0) when
@@ -147,5 +151,16 @@ def make_train_step(
         metrics = dict(metrics, grad_norm=optax.global_norm(grads), finite=finite.astype(jnp.float32))
         return new, metrics
 
-    jitted = jax.jit(step_fn, donate_argnums=(0,), out_shardings=(state_shardings, replicated))
+    fn = step_fn if steps_per_call == 1 else scanned(step_fn, steps_per_call)
+    jitted = jax.jit(fn, donate_argnums=(0,), out_shardings=(state_shardings, replicated))
     return lambda state, batch, rng: jitted(state, batch, rng, frozen)
+
+
+def scanned(step_fn: Callable, steps: int) -> Callable:
+    """`step_fn(state, batch, rng, frozen)` run over `steps` stacked batches and keys by lax.scan."""
+
+    def run(state: TrainState, batches: dict, rngs: jax.Array, frozen: dict) -> tuple:
+        body = lambda state, xs: step_fn(state, *xs, frozen)  # noqa: E731
+        return jax.lax.scan(body, state, (batches, rngs), length=steps)
+
+    return run

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from configs import toy_cd, toy_edm, toy_ict
+from configs import digits_edm, toy_cd, toy_edm, toy_ict
 from consistency_jax import train
 from consistency_jax.config_checks import ConfigError
 
@@ -129,6 +129,39 @@ def test_a_workdir_of_another_run_is_not_resumed_or_touched(tmp_path):
     other.network.mlp.hidden = 64
     with pytest.raises(ConfigError, match="different config.network"):
         train.train(other, str(run))
+    assert tree_digest(str(run)) == before
+
+
+def test_steps_per_dispatch_that_the_loop_periods_do_not_divide(tmp_path):
+    config = toy_edm.get_config()
+    config.train.num_steps, config.train.log_every, config.train.ckpt_every = 8, 2, 4
+    config.train.steps_per_dispatch = 4
+    with pytest.raises(ConfigError, match="config.train.log_every=2 is not a multiple of "
+                       "train.steps_per_dispatch=4"):
+        train.train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_steps_per_dispatch_for_a_unet_on_the_cpu(tmp_path):
+    config = digits_edm.get_config()
+    config.train.steps_per_dispatch = 2
+    with pytest.raises(ConfigError, match="steps_per_dispatch=2 with the ddpmpp U-Net on the CPU"):
+        train.train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_between_dispatches_is_refused_and_touches_nothing(tmp_path):
+    run = tmp_path / "run"
+    config = toy_edm.get_config()
+    config.train.num_steps, config.train.log_every, config.train.ckpt_every = 6, 2, 2
+    config.sample.num_samples, config.sample.batch_size = 16, 16
+    train.train(config, str(run))
+    before = tree_digest(str(run))
+    config.train.num_steps, config.train.log_every, config.train.ckpt_every = 8, 4, 4
+    config.train.steps_per_dispatch = 4
+    with pytest.raises(ConfigError, match="latest checkpoint is at step 6, not a multiple of "
+                       r"config.train.steps_per_dispatch=4.*divisor of 6"):
+        train.train(config, str(run))
     assert tree_digest(str(run)) == before
 
 
