@@ -212,18 +212,19 @@ def blocked_times(call: Callable[[], Any], warmup: int, reps: int) -> list[float
 
 
 @functools.cache
-def _matmul() -> tuple[Any, jax.Array, jax.Array]:
+def _matmul(dtype: str) -> tuple[Any, jax.Array, jax.Array]:
     n = 2048 if jax.devices()[0].platform == "cpu" else 8192
-    a, b = jax.random.normal(jax.random.key(0), (2, n, n), jnp.float32)
+    a, b = jax.random.normal(jax.random.key(0), (2, n, n), jnp.float32).astype(dtype)
     return compile_timed(jax.jit(jnp.matmul), a, b)[0], a, b
 
 
-def matmul_peak(reps: int = 5) -> float:
-    """Median FLOP/s of a large float32 matrix product (n = 2048 on CPU, 8192 on accelerators).
+def matmul_peak(reps: int = 5, dtype: str = "float32") -> float:
+    """Median FLOP/s of a large matrix product in `dtype` (n = 2048 on CPU, 8192 on accelerators).
 
     The practical peak; each row measures it beside its own timing, as a shared host's load moves.
+    Steps computing in bfloat16 (network.compute_dtype) are measured against a bfloat16 product.
     """
-    compiled, a, b = _matmul()
+    compiled, a, b = _matmul(dtype)
     times = blocked_times(lambda: compiled(a, b), warmup=1, reps=reps)
     return 2 * a.shape[0] ** 3 / statistics.median(times)
 

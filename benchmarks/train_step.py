@@ -192,7 +192,8 @@ def bench_objective(
     step = build_step(config, params, batch)
     time_step(step, batch, warmup, 0)
     # each timed step followed by a matmul rate: the two see the same moment of a shared host
-    pairs = [(time_step(step, batch, 0, 1, warmup + i)[0], common.matmul_peak()) for i in range(steps)]
+    dtype = config.network.compute_dtype
+    pairs = [(time_step(step, batch, 0, 1, warmup + i)[0], common.matmul_peak(dtype=dtype)) for i in range(steps)]
     times, peaks = [t for t, _ in pairs], [p for _, p in pairs]
     median = statistics.median(times)
     step_flops = common.flops(step.compiled)
@@ -211,6 +212,7 @@ def bench_objective(
         "img_s": batch_size / median,
         "gflop_step": step_flops / 1e9,
         "flop_s": step_flops / median,
+        "matmul_dtype": dtype,
         "matmul_flop_s": statistics.median(peaks),
         "matmul_flop_s_range": [min(peaks), max(peaks)],
         "peak_frac": statistics.median(step_flops / t / p for t, p in pairs),
