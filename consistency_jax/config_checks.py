@@ -110,9 +110,9 @@ def check_steps_per_dispatch_on(config: ml_collections.ConfigDict, platform: str
     if platform == "cpu" and k > 1 and name != "mlp":
         raise ConfigError(
             f"config.train.steps_per_dispatch={k} with the {name} U-Net on the CPU: XLA's CPU "
-            "backend runs its convolution gradients inside a loop, and with them the digits step, "
-            "about 20x slower (benchmarks/train_step.py --dispatch). Set steps_per_dispatch=1 on "
-            "the CPU; it is for small steps on GPUs and TPUs."
+            "backend runs a convolution's kernel gradient inside a loop 40-50x slower, the "
+            "digits train step 18x (benchmarks/train_step.py --dispatch). Set "
+            "steps_per_dispatch=1 on the CPU; it is for small steps on GPUs and TPUs."
         )
 
 
