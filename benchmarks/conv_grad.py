@@ -12,7 +12,7 @@ CD step did not get faster (see the README's performance section).
 
 At --pad=2 (the fused down conv's padding: 1 for the kernel, 1 for the (1, 3, 3, 1) filter) XLA's
 CPU kernel gradient is tens of times slower than with the extra padding applied apart, so the
-U-Net pads apart (`pad_apart`). `grad_w_in_loop` is the kernel gradient inside a lax.fori_loop,
+U-Net's conv pads apart (`pad_apart`). `grad_w_in_loop` is the kernel gradient inside a lax.fori_loop,
 as in a train step scanned over several steps per dispatch: on the CPU XLA's runs there tens of
 times slower than alone, which is why train.py refuses steps_per_dispatch > 1 for the U-Nets on
 the CPU.
@@ -30,8 +30,8 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from benchmarks import common
-from consistency_jax.networks.unet import _conv as xla_conv  # the U-Net's conv, XLA's gradient
-from consistency_jax.networks.unet import _pad_hw
+from consistency_jax.networks.unet import _conv as unet_conv  # pads beyond k // 2 apart
+from consistency_jax.networks.unet import xla_conv
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -60,13 +60,7 @@ def _matmul_grad_conv_bwd(pad: int, residuals: tuple, g: jax.Array) -> tuple[jax
 
 matmul_grad_conv.defvjp(_matmul_grad_conv_fwd, _matmul_grad_conv_bwd)
 
-def pad_apart_conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
-    """The same conv padded by kernel // 2, the rest of `pad` by jnp.pad first (the U-Net's form)."""
-    same = w.shape[0] // 2
-    return xla_conv(_pad_hw(x, pad - same), w, same)
-
-
-CONVS = {"xla": xla_conv, "matmul_grad": matmul_grad_conv, "pad_apart": pad_apart_conv}
+CONVS = {"xla": xla_conv, "matmul_grad": matmul_grad_conv, "pad_apart": unet_conv}
 COLUMNS = ("shape", "pad", "conv", "part", "ms", "gflop_s", "peak_frac")
 
 

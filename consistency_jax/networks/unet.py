@@ -28,15 +28,23 @@ def _label_init(num_classes: int) -> nn.initializers.Initializer:
     return init
 
 
-def _conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
+def _pad_hw(x: jax.Array, pad: int) -> jax.Array:
+    """Zero-pad H and W by `pad` on each side (NHWC)."""
+    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+
+
+def xla_conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
+    """XLA's stride-1 conv, zero-padded by `pad` on each side (NHWC, HWIO)."""
     return jax.lax.conv_general_dilated(
         x, w, (1, 1), [(pad, pad)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
 
 
-def _pad_hw(x: jax.Array, pad: int) -> jax.Array:
-    """Zero-pad H and W by `pad` on each side (NHWC)."""
-    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+def _conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
+    """`xla_conv`, but padding beyond kernel // 2 goes in by jnp.pad first: XLA's CPU kernel
+    gradient of a conv padded wider than that is 35x slower (benchmarks/conv_grad.py --pad=2)."""
+    same = min(pad, w.shape[0] // 2)
+    return xla_conv(_pad_hw(x, pad - same) if pad > same else x, w, same)
 
 
 def _filter_hw(x: jax.Array, taps: Sequence[float], stride: int) -> jax.Array:
@@ -85,9 +93,7 @@ class Conv2d(nn.Module):
         w = self.param("kernel", _xavier(self.init_weight), shape)
         b = self.param("bias", nn.initializers.zeros, (self.features,))
         if self.fused:  # EDM Conv2d.forward, fused_resample and down
-            # The filter's share of the padding goes in apart: XLA's CPU kernel gradient of a conv
-            # padded wider than kernel // 2 is 36x slower (benchmarks/conv_grad.py --pad).
-            x = _conv(_pad_hw(x, (len(self.resample_filter) - 1) // 2), w, self.kernel // 2)
+            x = _conv(x, w, self.kernel // 2 + (len(self.resample_filter) - 1) // 2)
             return downsample(x, self.resample_filter, pad=0) + b
         if self.up:
             x = upsample(x, self.resample_filter)
