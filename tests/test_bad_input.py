@@ -60,6 +60,9 @@ def test_unknown_objective_is_a_short_message_and_writes_nothing(tmp_path):
     ("optim", "decay_steps", -100, "config.optim.decay_steps must be >= 0"),
     ("model", "sigma_min", 100.0, "sigma_min=100.0 must be < sigma_max"),
     ("sample", "multistep_sigmas", (100.0,), "multistep_sigmas"),
+    # toy_edm: 4000 steps, logs every 500
+    ("train", "steps_per_dispatch", 8, "config.train.log_every=500 is not a multiple of "
+     "train.steps_per_dispatch=8"),
 ])
 def test_config_values_that_cannot_work(tmp_path, section, key, value, message):
     config = toy_edm.get_config()
@@ -130,16 +133,6 @@ def test_a_workdir_of_another_run_is_not_resumed_or_touched(tmp_path):
     with pytest.raises(ConfigError, match="different config.network"):
         train.train(other, str(run))
     assert tree_digest(str(run)) == before
-
-
-def test_steps_per_dispatch_that_the_loop_periods_do_not_divide(tmp_path):
-    config = toy_edm.get_config()
-    config.train.num_steps, config.train.log_every, config.train.ckpt_every = 8, 2, 4
-    config.train.steps_per_dispatch = 4
-    with pytest.raises(ConfigError, match="config.train.log_every=2 is not a multiple of "
-                       "train.steps_per_dispatch=4"):
-        train.train(config, str(tmp_path / "run"))
-    assert not (tmp_path / "run").exists()
 
 
 def test_steps_per_dispatch_for_a_unet_on_the_cpu(tmp_path):

@@ -30,9 +30,12 @@ def _assert_identical(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> Non
     assert not different, f"differ: {different}"
 
 
-def test_sigterm_then_rerun_is_bitwise_exact(tmp_path):
-    """2K steps straight == about K steps, SIGTERM, the same command again (CT: target, RAdam)."""
-    values = {"train.num_steps": 300, "train.log_every": 10, "train.ckpt_every": 100}
+@pytest.mark.parametrize("steps_per_dispatch,log_every", [(1, 10), (4, 20)])
+def test_sigterm_then_rerun_is_bitwise_exact(tmp_path, steps_per_dispatch, log_every):
+    """2K steps straight == about K steps, SIGTERM, the same command again (CT: target, RAdam);
+    with several steps per dispatch the run stops at the end of one."""
+    values = {"train.num_steps": 300, "train.log_every": log_every, "train.ckpt_every": 100,
+              "train.steps_per_dispatch": steps_per_dispatch}
     straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
     logs = [str(tmp_path / name) for name in ("straight.log", "stopped.log", "resumed.log")]
     first = run_utils.start(run_utils.launch_args("toy_ct", straight, values), logs[0])
@@ -40,7 +43,7 @@ def test_sigterm_then_rerun_is_bitwise_exact(tmp_path):
     run_utils.terminate_when(second, lambda: len(run_utils.logged_steps(stopped)) >= 2)
     output = run_utils.finish(second, logs[1])
     stop = int(re.search(r"Stopped at step (\d+) on request", output).group(1))
-    assert 20 <= stop < 300 and _steps(stopped)[-1] == stop
+    assert 2 * log_every <= stop < 300 and stop % steps_per_dispatch == 0 and _steps(stopped)[-1] == stop
     assert not os.path.exists(os.path.join(stopped, "samples"))  # samples come at the end only
     run_utils.run(run_utils.launch_args("toy_ct", stopped, values), logs[2])
     run_utils.finish(first, logs[0])

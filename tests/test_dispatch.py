@@ -1,7 +1,6 @@
 """Several optimizer steps per dispatch (config.train.steps_per_dispatch): the same run as one step
-per dispatch, stopped and resumed between dispatches. Runs go through launch.py (see run_utils)."""
-
-import re
+per dispatch (stopping and resuming between dispatches: tests/test_checkpoint.py). Runs go through
+launch.py (see run_utils)."""
 
 import numpy as np
 import pytest
@@ -30,24 +29,6 @@ def test_k_steps_per_dispatch_equal_k_dispatches_of_one_step(tmp_path):
     for step in (4, 8):
         np.testing.assert_allclose(logs[4][step]["loss"], logs[1][step]["loss"], rtol=1e-5)
     assert int(states[4][".step"]) == 8
-
-
-def test_sigterm_stops_between_dispatches_and_the_rerun_is_exact(tmp_path):
-    values = {"train.num_steps": 300, "train.log_every": 20, "train.ckpt_every": 100,
-              "train.steps_per_dispatch": 4}
-    straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
-    logs = [str(tmp_path / name) for name in ("straight.log", "stopped.log", "resumed.log")]
-    first = run_utils.start(run_utils.launch_args("toy_ct", straight, values), logs[0])
-    second = run_utils.start(run_utils.launch_args("toy_ct", stopped, values), logs[1])
-    run_utils.terminate_when(second, lambda: len(run_utils.logged_steps(stopped)) >= 2)
-    output = run_utils.finish(second, logs[1])
-    stop = int(re.search(r"Stopped at step (\d+) on request", output).group(1))
-    assert 40 <= stop < 300 and stop % 4 == 0
-    run_utils.run(run_utils.launch_args("toy_ct", stopped, values), logs[2])
-    run_utils.finish(first, logs[0])
-    config = run_utils.config("toy_ct", values)
-    a, b = run_utils.restore_state(config, straight), run_utils.restore_state(config, stopped)
-    assert not [k for k in a if not np.array_equal(a[k], b[k])]
 
 
 def test_metrics_of_a_dispatch_are_logged_per_step(tmp_path):
