@@ -7,6 +7,7 @@ JAX_PROCESS_ID), or detected under SLURM, Open MPI and on Cloud TPU VMs. Every p
 the same command; process 0 alone logs and writes files other than checkpoints.
 """
 
+import importlib.util
 import os
 import sys
 
@@ -14,11 +15,18 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from consistency_jax import checkpoint, compile_cache, evaluate, parallel, train
-from consistency_jax.config_checks import ConfigError
-from consistency_jax.data import DatasetUnavailableError, data_info
-from consistency_jax.evaluation import WeightsUnavailableError
+from consistency_jax.config import overrides, schema
+from consistency_jax.data import DatasetUnavailableError, data_info, num_labels
+from consistency_jax.errors import ConfigError
+from consistency_jax.evaluation import run as evaluate
+from consistency_jax.evaluation.samples import write_samples
+from consistency_jax.jobs import train
+from consistency_jax.jobs.teacher import TeacherNotFoundError
 from consistency_jax.networks import build_network
+from consistency_jax.networks.pretrained import WeightsUnavailableError
+from consistency_jax.training import checkpoint, compile_cache, parallel
+from consistency_jax.training.log import NonFiniteLossError
+from consistency_jax.training.state import abstract_state
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory of the run: checkpoints, config, metrics, samples.")
@@ -50,8 +58,8 @@ FLAGS = flags.FLAGS
 USER_ERRORS = (
     ConfigError,
     DatasetUnavailableError,
-    train.TeacherNotFoundError,
-    train.NonFiniteLossError,
+    TeacherNotFoundError,
+    NonFiniteLossError,
     checkpoint.CheckpointNotFoundError,
     checkpoint.CheckpointUnreadableError,
     checkpoint.CheckpointSaveError,
@@ -59,16 +67,54 @@ USER_ERRORS = (
 )
 
 
+def config_file_of(argv: list[str]):
+    """The config --config names, for the keys an override may set (the schema's if it cannot
+    be loaded)."""
+    for i, arg in enumerate(argv):
+        path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
+        path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else path
+        if path:
+            try:
+                spec = importlib.util.spec_from_file_location("config_file", path.split(":")[0])
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return module.get_config()
+            except Exception:  # the flag parser reports a config file that cannot be loaded
+                break
+    return schema.get_config()
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing; a bad flag, a misspelt --config.KEY or a value of the wrong type ends
+    with one paragraph naming it (and the nearest keys), exit status 2, no traceback."""
+    try:
+        argv = FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError) as e:
+        if not any(a.startswith(overrides.PREFIX) for a in argv) and not isinstance(e, flags.Error):
+            raise
+        message = overrides.override_error(argv, config_file_of(argv), e)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        FLAGS.config.get("seed")  # config_flags defers a config file's load error to first use
+    except OSError as e:
+        reason = str(e).strip().splitlines()[-1].strip()
+        print(f"error: --config: the config file cannot be loaded ({reason}). The shipped configs "
+              "are configs/*.py.", file=sys.stderr)
+        sys.exit(2)
+    return argv
+
+
 def sample(config, workdir: str) -> None:
     """Write every configured sampler's samples from the run's latest checkpoint."""
     info = data_info(config.data)
-    model = build_network(config.network, info.num_classes if config.data.conditional else 0)
+    model = build_network(config.network, num_labels(config.data, info))
     manager = checkpoint.make_manager(workdir)
     try:
-        state = checkpoint.restore(manager, train.abstract_state(config, model, info))
+        state = checkpoint.restore(manager, abstract_state(config, model, info))
     finally:
         manager.close()
-    for name, path in train.write_samples(config, workdir, model, state.ema_params, info).items():
+    for name, path in write_samples(config, workdir, model, state.ema_params, info).items():
         logging.info("%s samples: %s", name, path)
 
 
@@ -114,4 +160,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

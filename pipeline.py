@@ -3,13 +3,9 @@
 import jax
 from absl import app, flags, logging
 
-from consistency_jax import checkpoint, compile_cache
-from consistency_jax.pipeline import (
-    DEFAULT_STAGES,
-    PRESETS,
-    results_table,
-    run_pipeline,
-)
+from configs.presets import DEFAULT_STAGES, PRESETS
+from consistency_jax.jobs.end_to_end import results_table, run_pipeline
+from consistency_jax.training import checkpoint, compile_cache
 
 flags.DEFINE_enum("preset", "digits", sorted(PRESETS), "Which embedded data set and configs.")
 flags.DEFINE_string("workdir", None, "Directory for all stages, the results table and the plot.")
@@ -33,7 +29,7 @@ def main(argv) -> None:
     checkpoint.hide_orbax_info()
     concurrent = FLAGS.concurrent and jax.default_backend() == "cpu"
     rows = run_pipeline(
-        FLAGS.preset, FLAGS.workdir, tuple(FLAGS.stages), concurrent, FLAGS.compilation_cache
+        PRESETS[FLAGS.preset], FLAGS.workdir, tuple(FLAGS.stages), concurrent, FLAGS.compilation_cache
     )
     print(results_table(rows))
 

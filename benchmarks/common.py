@@ -9,6 +9,7 @@ import os
 import re
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from absl import flags
 
 from consistency_jax.data import DataInfo, data_info
 from consistency_jax.networks import build_network
-from consistency_jax.train_state import init_params
+from consistency_jax.training.state import init_params
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_BATCH = {"digits": 64, "cifar10": 8, "toy": 256}  # digits: its teacher and CD batch; toy: its batch
@@ -261,10 +262,17 @@ def write_json(record: dict[str, Any], out: str | None) -> Path:
 
 
 def header(args: dict[str, Any]) -> dict[str, Any]:
-    """The common head of a result file: when, where, with which arguments."""
+    """The common head of a result file: when, where, with which of the benchmark's own arguments
+    (its script's flags and this module's, not absl's or JAX's)."""
+    own = {
+        flag.name
+        for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
+        if module in (sys.argv[0], "__main__", __name__) or module.endswith("benchmarks/common.py")
+        for flag in module_flags
+    }
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "device": device_info(),
-        "args": args,
+        "args": {k: v for k, v in args.items() if k in own},
         "load_average_start": load_average(),
     }

@@ -30,8 +30,14 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from benchmarks import common
-from consistency_jax.networks.unet import _conv as unet_conv  # pads beyond k // 2 apart
-from consistency_jax.networks.unet import xla_conv
+from consistency_jax.networks.unet import conv2d as unet_conv  # pads beyond k // 2 apart
+
+
+def xla_conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
+    """The baseline: XLA's stride-1 conv with all of its padding inside the op (NHWC, HWIO)."""
+    return jax.lax.conv_general_dilated(
+        x, w, (1, 1), [(pad, pad)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -71,8 +77,8 @@ def parts(conv, pad: int) -> dict:
     """Jitted forward, input gradient, kernel gradient and both gradients of sum(conv(x, w)^2),
     and the kernel gradient inside a loop (LOOP_STEPS gradient steps on w by lax.fori_loop, as
     a scanned train step runs it; timed per step)."""
-    loss = lambda x, w: jnp.sum(conv(x, w, pad) ** 2)  # noqa: E731
-    descend = lambda x: lambda i, w: w - 1e-6 * jax.grad(loss, 1)(x, w)  # noqa: E731
+    loss = lambda x, w: jnp.sum(conv(x, w, pad) ** 2)
+    descend = lambda x: lambda i, w: w - 1e-6 * jax.grad(loss, 1)(x, w)
     return {
         "forward": jax.jit(lambda x, w: conv(x, w, pad)),
         "grad_x": jax.jit(jax.grad(loss, 0)),
@@ -93,14 +99,14 @@ def bench_shape(batch: int, side: int, channels: int, pad: int, reps: int) -> li
             "grad_w_in_loop": 2 * conv_flop}
     per_call = {"grad_w_in_loop": LOOP_STEPS}
     rows = []
-    grads = [jax.grad(lambda x, w: jnp.sum(conv(x, w, pad) ** 2), (0, 1))(x, w) for conv in CONVS.values()]
+    grads = [jax.grad(lambda x, w, c=conv: jnp.sum(c(x, w, pad) ** 2), (0, 1))(x, w) for conv in CONVS.values()]
     for other in grads[1:]:  # every form computes the same gradients
         for a, b in zip(grads[0], other, strict=True):
             assert float(jnp.max(jnp.abs(a - b))) <= 1e-4 * float(jnp.max(jnp.abs(a))), "gradients differ"
     for name, conv in CONVS.items():
         for part, fn in parts(conv, pad).items():
             compiled, _ = common.compile_timed(fn, x, w)
-            s = statistics.median(common.blocked_times(lambda: compiled(x, w), 1, reps)) / per_call.get(part, 1)
+            s = statistics.median(common.blocked_times(lambda c=compiled: c(x, w), 1, reps)) / per_call.get(part, 1)
             peak = common.matmul_peak()
             rows.append({
                 "shape": f"{batch}x{side}x{side}x{channels}", "pad": pad, "conv": name, "part": part,

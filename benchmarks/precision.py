@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from benchmarks import common
-from consistency_jax import train
+from consistency_jax.jobs import train
 
 flags.DEFINE_integer("steps", 1000, "train steps per run")
 flags.DEFINE_integer("window", 100, "steps per compared window (a multiple of 10)")

@@ -26,7 +26,7 @@ from absl import app, flags
 
 from benchmarks import common, train_step
 from consistency_jax.networks import build_network
-from consistency_jax.objectives import make_objective
+from consistency_jax.training.objectives import make_objective
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = \S+ (\w+)\((.*)$")
 _OP_NAME = re.compile(r'op_name="([^"]+)"')

@@ -18,7 +18,7 @@ import jax
 from absl import app, flags
 
 from benchmarks import common
-from consistency_jax import generate
+from consistency_jax.evaluation import samples as generate
 from consistency_jax.networks import build_network
 
 COLUMNS = (

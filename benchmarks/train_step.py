@@ -30,14 +30,11 @@ from absl import app, flags
 
 from benchmarks import common
 from consistency_jax.data import DatasetUnavailableError, build_dataset
+from consistency_jax.jobs.train import step_keys
 from consistency_jax.networks import build_network
-from consistency_jax.objectives import make_objective
-from consistency_jax.train import step_keys
-from consistency_jax.train_state import (
-    create_train_state,
-    make_optimizer,
-    make_train_step,
-)
+from consistency_jax.training.objectives import make_objective
+from consistency_jax.training.state import create_train_state, make_optimizer
+from consistency_jax.training.step import make_train_step
 
 OBJECTIVES = ("edm", "cd", "ct", "ict")
 

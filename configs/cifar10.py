@@ -2,11 +2,11 @@
 
 import ml_collections
 
-from configs import default
+from consistency_jax.config import schema
 
 
 def base_config() -> ml_collections.ConfigDict:
-    c = default.get_config()
+    c = schema.get_config()
     c.data.name = "cifar10"
     c.data.batch_size = 512
     c.data.random_flip = True

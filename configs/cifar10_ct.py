@@ -1,4 +1,8 @@
-"""Original consistency training on CIFAR-10 (CM paper CT-LPIPS): s0 2, s1 150, mu0 0.9, LPIPS."""
+"""Original consistency training on CIFAR-10 (CM paper CT-LPIPS): s0 2, s1 150, mu0 0.9, LPIPS.
+
+Run: python launch.py --config=configs/cifar10_ct.py --workdir=runs/cifar10_ct
+Not yet run here; the paper's FID, as quoted in later papers: 8.70 in one step, 5.83 in two.
+"""
 
 from configs.cifar10 import base_config
 

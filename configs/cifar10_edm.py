@@ -1,4 +1,8 @@
-"""EDM teacher on CIFAR-10: NCSN++ (56.4M), the CM paper's teacher settings (REFERENCE.md sec. 1)."""
+"""EDM teacher on CIFAR-10: NCSN++ (56.4M), the CM paper's teacher settings.
+
+Run: python launch.py --config=configs/cifar10_edm.py --workdir=runs/cifar10_edm
+Not yet run here; the CM paper's teacher: FID 2.04 at 35 NFE.
+"""
 
 from configs.cifar10 import base_config
 

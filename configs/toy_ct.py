@@ -1,14 +1,16 @@
 """Original consistency training on the 2-D mixture: adaptive N(k) and mu(k), l2, RAdam.
 
-The curriculum is shortened for a 6000-step run: s1 = 40 and mu0 = 0.5 (the paper's 150 and
-0.9 are for 800k steps; here they give a collapsed model, sliced W2 0.40 vs 0.085).
+Run: python launch.py --config=configs/toy_ct.py --workdir=runs/toy/ct
+6000 steps, with the curriculum shortened to s1 = 40 and mu0 = 0.5 (why: docs/results.md).
+Result: sliced W2 to the data 0.0838 in one step, 0.0653 in two (noise floor 0.0240) in the toy
+pipeline's table.
 """
 
-from configs import default
+from consistency_jax.config import schema
 
 
 def get_config():
-    c = default.get_config()
+    c = schema.get_config()
     c.data.name = "gmm2d"
     c.objective.name = "ct"
     c.objective.distance = "l2"

@@ -1,10 +1,15 @@
-"""EDM teacher on the 2-D Gaussian mixture (trains in about a minute on 2 CPU cores)."""
+"""EDM teacher on the 2-D Gaussian mixture (trains in about a minute on 2 CPU cores).
 
-from configs import default
+Run: python launch.py --config=configs/toy_edm.py --workdir=runs/toy/edm
+Result: sliced W2 to the data 0.0170 with the 35-evaluation Heun sampler (noise floor 0.0240) in
+the toy pipeline's table (docs/results.md).
+"""
+
+from consistency_jax.config import schema
 
 
 def get_config():
-    c = default.get_config()
+    c = schema.get_config()
     c.data.name = "gmm2d"
     c.objective.name = "edm"
     c.optim.name = "adam"

@@ -150,14 +150,15 @@ def max_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
 
 def restore_state(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:
     """The train state saved in `workdir` (at `step`, default the latest), as a `flat` dict."""
-    from consistency_jax import checkpoint, train
     from consistency_jax.data import data_info
     from consistency_jax.networks import build_network
+    from consistency_jax.training import checkpoint
+    from consistency_jax.training.state import abstract_state
 
     info = data_info(config.data)
     model = build_network(config.network, info.num_classes if config.data.conditional else 0)
     manager = checkpoint.make_manager(workdir)
     try:
-        return flat(checkpoint.restore(manager, train.abstract_state(config, model, info), step=step))
+        return flat(checkpoint.restore(manager, abstract_state(config, model, info), step=step))
     finally:
         manager.close()

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import run_utils
 
-from consistency_jax import config_checks, train
+from consistency_jax.errors import ConfigError
+from consistency_jax.jobs import train
 
 # A short toy run of configs/toy_edm.py: checkpoints every 4 steps, the latest 2 kept and every
 # multiple of 8 for good.
@@ -120,7 +121,7 @@ def test_workdir_of_another_config_refuses_to_resume(tmp_path):
     train.write_config(run_utils.config("toy_edm"), workdir)
     saved = os.path.getmtime(path), os.path.getsize(path)
     other = run_utils.config("toy_edm", {"network.mlp.hidden": 64})
-    with pytest.raises(config_checks.ConfigError, match=r"config\.network .*cannot resume"):
+    with pytest.raises(ConfigError, match=r"config\.network .*cannot resume"):
         train.train(other, workdir)
     assert (os.path.getmtime(path), os.path.getsize(path)) == saved
     assert os.listdir(workdir) == ["config.json"]

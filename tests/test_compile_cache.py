@@ -8,7 +8,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAM = """
 import sys
 import jax, jax.numpy as jnp
-from consistency_jax.compile_cache import enable_compilation_cache
+from consistency_jax.training.compile_cache import enable_compilation_cache
 enable_compilation_cache(sys.argv[1], min_compile_seconds=0.0)
 hits = []
 jax.monitoring.register_event_listener(

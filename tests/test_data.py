@@ -10,9 +10,9 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
-from configs.default import get_config
+from consistency_jax.config.schema import get_config
 from consistency_jax.data import DatasetUnavailableError, build_dataset, data_info, images
-from consistency_jax.data.pipeline import ArraySource, array_batches
+from consistency_jax.data.batching import ArraySource, array_batches
 from consistency_jax.data.toy import toy_points
 
 

@@ -6,10 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import run_utils
 
-from configs import default
-from consistency_jax import schedules, train
+from consistency_jax.config import schema
+from consistency_jax.core import schedules
 from consistency_jax.data.toy import gmm2d
-from consistency_jax.objectives import make_objective
+from consistency_jax.jobs import train
+from consistency_jax.training.objectives import make_objective
 
 
 def test_ect_mapping_closed_form_and_the_gap_shrinking_by_q():
@@ -44,7 +45,7 @@ def test_ect_loss_draws_continuous_pairs_with_the_same_noise():
             seen.append((xin, c_noise))
             return jnp.zeros_like(xin)
 
-    c = default.get_config()
+    c = schema.get_config()
     c.objective.name, c.objective.p_mean, c.objective.p_std = "ect", -1.1, 2.0
     c.objective.ect_stage_steps = 100
     objective = make_objective(c, Recorder(), dim=2)

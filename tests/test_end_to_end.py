@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from consistency_jax import pipeline
-from consistency_jax.config_checks import ConfigError
+from configs.presets import PRESETS
+from consistency_jax.errors import ConfigError
+from consistency_jax.jobs import end_to_end as pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 @pytest.fixture(scope="module")
 def toy_rows(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("toy"))
-    configs = pipeline.stage_configs("toy", workdir, ("edm", "cd", "ct", "ict"))
+    configs = pipeline.stage_configs(PRESETS["toy"], workdir, ("edm", "cd", "ct", "ict"))
     for config in configs.values():
         config.train.num_steps //= 2
         config.train.ckpt_every = config.train.num_steps
@@ -64,7 +65,7 @@ def test_runs_write_their_record(toy_rows):
 
 
 def test_a_failure_in_the_concurrent_process_stops_the_pipeline(tmp_path):
-    configs = pipeline.stage_configs("toy", str(tmp_path), ("edm", "ict"))
+    configs = pipeline.stage_configs(PRESETS["toy"], str(tmp_path), ("edm", "ict"))
     configs["edm"].train.num_steps = configs["edm"].train.ckpt_every = 10
     configs["edm"].sample.num_samples = configs["edm"].sample.batch_size = 100
     configs["ict"].optim.lr = -1.0  # the second process's stage cannot start
@@ -76,7 +77,7 @@ def test_a_failure_in_the_concurrent_process_stops_the_pipeline(tmp_path):
 
 def tiny_digits_configs(workdir: str) -> dict:
     """The digits pipeline's stages shrunk to seconds (a one-level U-Net, 20 steps, 500 samples)."""
-    configs = pipeline.stage_configs("digits", workdir, ("edm", "cd", "ict", "ect"))
+    configs = pipeline.stage_configs(PRESETS["digits"], workdir, ("edm", "cd", "ict", "ect"))
     for config in configs.values():
         config.network.unet.channel_mult = (1,)
         config.network.unet.attn_resolutions = ()

@@ -11,18 +11,15 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from configs.default import get_config
-from consistency_jax import checkpoint, evaluate, generate, train
-from consistency_jax.config_checks import ConfigError
+from consistency_jax.config.schema import get_config
 from consistency_jax.data import images
-from consistency_jax.evaluation import (
-    WeightsUnavailableError,
-    extract_features,
-    feature_statistics,
-    frechet_distance,
-    inception,
-    load_digits_features,
-)
+from consistency_jax.errors import ConfigError
+from consistency_jax.evaluation import extract_features, feature_statistics, frechet_distance
+from consistency_jax.evaluation import run as evaluate
+from consistency_jax.evaluation import samples as generate
+from consistency_jax.jobs import train
+from consistency_jax.networks.pretrained import WeightsUnavailableError, inception, load_digits_features
+from consistency_jax.training import checkpoint
 
 UNREACHABLE = "http://127.0.0.1:9/weights.pth"  # the discard port: connection refused at once
 SAMPLERS = ["onestep", "2step"]

@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
-from consistency_jax.evaluation import digits, load_digits_features, metrics
-from consistency_jax.evaluation.resize import resize_bilinear
+from consistency_jax.evaluation import digits_classifier, metrics
+from consistency_jax.networks.pretrained import digits, load_digits_features
+from consistency_jax.networks.pretrained.resize import resize_bilinear
 
 
 @pytest.fixture(scope="module")
 def split():
-    return digits.digits_split()
+    return digits_classifier.digits_split()
 
 
 def test_shipped_weights_are_small_and_accurate_on_held_out_digits(split):
@@ -35,7 +36,9 @@ def test_features_of_8x8_and_16x16_digits(split):
 def test_frechet_digits_distance_separates_digits_from_noise(split):
     x_train, _, x_test, _ = split
     features_fn = load_digits_features()
-    reference = metrics.reference_statistics(np.array_split(x_train, 4), features_fn)
+    reference = metrics.feature_statistics(
+        metrics.extract_features(np.array_split(x_train, 4), features_fn)[0]
+    )
     held_out = metrics.feature_statistics(features_fn(x_test)[0])
     noise = np.random.default_rng(0).integers(0, 256, x_test.shape, dtype=np.uint8)
     noise_stats = metrics.feature_statistics(features_fn(noise)[0])

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from consistency_jax.evaluation import inception, lpips, weights
-from consistency_jax.evaluation.resize import resize_bilinear
+from consistency_jax.networks.pretrained import inception, lpips, weights
+from consistency_jax.networks.pretrained.resize import resize_bilinear
 
 NEEDS_TORCH = "needs torch (requirements-test.txt)"
 TOLERANCE = 1e-4  # max |ours - torch| / max |torch|; measured ~1e-6

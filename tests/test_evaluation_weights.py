@@ -6,8 +6,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from consistency_jax.evaluation import inception, lpips, weights
-from consistency_jax.evaluation.torch_checkpoint import flax_variables, load_torch_state_dict
+from consistency_jax.networks.pretrained import inception, lpips, weights
+from consistency_jax.networks.pretrained.torch_checkpoint import flax_variables, load_torch_state_dict
 
 UNREACHABLE = "http://127.0.0.1:9/weights.pth"  # the discard port: connection refused at once
 

@@ -7,21 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
-from consistency_jax import ode, schedules
-from consistency_jax.data.toy import gmm2d
-from consistency_jax.networks import build_network
-from consistency_jax.objectives import (
-    ict_huber_c,
-    make_objective,
-    pseudo_huber_distance,
-)
-from consistency_jax.parametrization import (
+from consistency_jax.config import schema
+from consistency_jax.core import ode, schedules
+from consistency_jax.core.losses import ict_huber_c, pseudo_huber_distance
+from consistency_jax.core.parametrization import (
     Parametrization,
     consistency_scalings,
     edm_scalings,
     precondition,
 )
+from consistency_jax.data.toy import gmm2d
+from consistency_jax.networks import build_network, network_fn
+from consistency_jax.training.objectives import make_objective
 
 GMM = gmm2d()
 SD, EPS, TMAX = 0.5, 0.002, 80.0
@@ -49,14 +46,14 @@ def test_consistency_scalings_meet_the_boundary_and_edm_far_from_it():
 
 
 def test_consistency_function_is_identity_at_sigma_min_for_any_network():
-    cfg = default.get_config().network
+    cfg = schema.get_config().network
     model = build_network(cfg)
     x = jax.random.normal(jax.random.key(0), (16, 2)) * 3
     params = model.init(jax.random.key(1), x, jnp.zeros(16))["params"]
     cm = Parametrization("consistency", SD, EPS)
-    out = precondition(model, cm, params, x, jnp.float32(EPS))
+    out = precondition(network_fn(model, params), cm, x, jnp.float32(EPS))
     np.testing.assert_array_equal(out, x)
-    assert np.max(np.abs(np.asarray(precondition(model, cm, params, x, 1.0)) - np.asarray(x))) > 1e-3
+    assert np.max(np.abs(np.asarray(precondition(network_fn(model, params), cm, x, 1.0)) - np.asarray(x))) > 1e-3
 
 
 def test_pseudo_huber_closed_form_and_ict_c():
@@ -111,7 +108,7 @@ class DenoiserAsConsistency(ExactDenoiser):
 
 
 def _cd_loss(student: nn.Module, solver: str = "heun", num_scales: int = 18, substeps: int = 1) -> float:
-    c = default.get_config()
+    c = schema.get_config()
     c.objective.name, c.objective.num_scales, c.objective.solver = "cd", num_scales, solver
     c.objective.teacher_substeps = substeps
     objective = make_objective(c, student, ExactDenoiser(), dim=2)
@@ -146,7 +143,7 @@ def test_ct_target_is_the_same_noise_at_the_lower_sigma():
             seen.setdefault("calls", []).append((x, t))
             return jnp.zeros_like(xin)
 
-    c = default.get_config()
+    c = schema.get_config()
     c.objective.name = "ct"
     objective = make_objective(c, Recorder(), dim=2)
     data = jnp.asarray(GMM.sample(64, np.random.default_rng(1)))
@@ -156,31 +153,3 @@ def test_ct_target_is_the_same_noise_at_the_lower_sigma():
     z_hi = (x_hi - data) / t_hi[:, None]
     z_lo = (x_lo - data) / t_lo[:, None]
     np.testing.assert_allclose(z_hi, z_lo, rtol=2e-3, atol=2e-3)
-
-
-@pytest.mark.parametrize("stratified", [False, True])
-def test_ict_stratified_flag_sets_how_the_batch_draws_its_grid_indices(stratified):
-    """objective.stratified: every grid index of the iCT batch appears within one of B p_i times;
-    independent draws (the default) miss that in some index."""
-    seen = []
-
-    class Recorder(nn.Module):
-        @nn.compact
-        def __call__(self, xin, c_noise, labels=None, *, train=False):
-            seen.append(np.asarray(jnp.exp(4 * c_noise)))
-            return jnp.zeros_like(xin)
-
-    c = default.get_config()
-    c.objective.name = "ict"
-    c.objective.s0, c.objective.s1, c.objective.stratified = 10, 40, stratified
-    batch, n = 512, 11  # N(0) = s0 + 1
-    objective = make_objective(c, Recorder(), dim=2)
-    data = jnp.asarray(GMM.sample(batch, np.random.default_rng(1)))
-    objective.loss({}, {}, objective.frozen_inputs(), {"x": data}, jax.random.key(5), 0)
-    grid = np.asarray(schedules.karras_sigmas(n, EPS, TMAX, 7.0))
-    i = np.abs(np.log(seen[0][:, None]) - np.log(grid[None, :-1])).argmin(1)
-    np.testing.assert_allclose(grid[i], seen[0], rtol=1e-4)  # every t_hi is a grid point
-    logits = schedules.ict_index_logits(n, 41, EPS, TMAX, 7.0, c.objective.p_mean, c.objective.p_std)
-    expected = batch * np.asarray(jax.nn.softmax(logits))[: n - 1]
-    within_one = np.all(np.abs(np.bincount(i, minlength=n - 1) - expected) < 1 + 1e-3)
-    assert within_one == stratified

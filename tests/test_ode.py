@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from consistency_jax import ode, sampling, schedules
+from consistency_jax.core import ode, sampling, schedules
 from consistency_jax.data.toy import gmm2d
 
 GMM = gmm2d()

@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 import run_utils
 
-from consistency_jax import checkpoint, generate, parallel, train
 from consistency_jax.data import build_dataset, data_info
+from consistency_jax.evaluation import samples as generate
+from consistency_jax.jobs import train
+from consistency_jax.jobs.teacher import load_teacher
 from consistency_jax.networks import build_network
-from consistency_jax.objectives import make_objective
-from consistency_jax.train_state import make_optimizer, make_train_step
+from consistency_jax.training import checkpoint, parallel
+from consistency_jax.training.objectives import make_objective
+from consistency_jax.training.state import abstract_state, make_optimizer
+from consistency_jax.training.step import make_train_step
 
 STEPS = 3  # train steps compared between the 1-device and the sharded step
 CT = {"network.dropout": 0.1}  # CT with dropout: target network, RAdam, dropout keys
@@ -35,7 +39,7 @@ def _run_steps(config, mesh) -> tuple[list[float], object, object]:
     key = jax.random.key(config.seed)
     shardings = None
     if mesh is not None:
-        shardings = jax.tree.map(lambda a: a.sharding, train.abstract_state(config, model, info, mesh))
+        shardings = jax.tree.map(lambda a: a.sharding, abstract_state(config, model, info, mesh))
     state = train.initial_state(config, model, objective, optimizer, info, key, None, shardings)
     step = make_train_step(
         objective, optimizer, config.train.ema_rate,
@@ -75,7 +79,7 @@ def _equivalence(out: str) -> dict:
 def _sampling(config, params, out: str) -> dict:
     """train.write_samples on the fsdp mesh against the same sampler on one device."""
     model = build_network(config.network)
-    train.write_samples(config, out, model, params, data_info(config.data))
+    generate.write_samples(config, out, model, params, data_info(config.data))
     sharded = np.load(os.path.join(out, "samples", "onestep.npz"))["samples"]
     sampler = generate.make_sampler(config, model, "onestep", (2,))
     key = jax.random.fold_in(jax.random.key(config.seed), 2)  # write_samples' key
@@ -106,7 +110,7 @@ def _teacher(out: str) -> dict:
         (1, 4), (parallel.DATA, parallel.FSDP), axis_types=(jax.sharding.AxisType.Auto,) * 2,
         devices=jax.devices()[:4],
     )
-    target = train.abstract_state(config, build_network(config.network), data_info(config.data), four)
+    target = abstract_state(config, build_network(config.network), data_info(config.data), four)
     manager = checkpoint.make_manager(workdir)
     restored = checkpoint.restore(manager, target)
     manager.close()
@@ -176,7 +180,7 @@ def test_cd_teacher_from_fsdp_mesh(eight):
     result, out = eight
     assert result["cd_steps"] == 2
     config = run_utils.config("toy_cd", {"objective.teacher_workdir": os.path.join(out, "teacher")})
-    here = run_utils.flat(train.load_teacher(config, data_info(config.data)).params)
+    here = run_utils.flat(load_teacher(config, data_info(config.data)).params)
     assert run_utils.max_difference(here, dict(np.load(os.path.join(out, "teacher_ema.npz")))) == 0
 
 

@@ -56,7 +56,7 @@ def test_bfloat16_mlp_keeps_the_noise_embedding_in_float32():
     x = jnp.ones((2, 2))
     c_noise = jnp.array([0.25 * np.log(10.0), 0.25 * np.log(10.1)], jnp.float32)
     params = model.init(jax.random.key(0), x, c_noise)["params"]
-    emb_layer = lambda m: m.apply(  # noqa: E731
+    emb_layer = lambda m: m.apply(
         {"params": jax.tree.map(lambda p: p.astype(m.dtype), params)}, x.astype(m.dtype), c_noise,
         capture_intermediates=lambda mdl, _: mdl.name == "PositionalEmbedding_0",
     )[1]["intermediates"]["PositionalEmbedding_0"]["__call__"][0]
@@ -86,13 +86,9 @@ def test_bfloat16_training_follows_the_float32_loss_curve():
     from configs.digits_edm import get_config
     from consistency_jax.data import build_dataset
     from consistency_jax.networks import build_network
-    from consistency_jax.objectives import make_objective
-    from consistency_jax.train_state import (
-        create_train_state,
-        init_params,
-        make_optimizer,
-        make_train_step,
-    )
+    from consistency_jax.training.objectives import make_objective
+    from consistency_jax.training.state import create_train_state, init_params, make_optimizer
+    from consistency_jax.training.step import make_train_step
 
     def curve(dtype: str) -> np.ndarray:
         c = get_config()
@@ -117,7 +113,7 @@ def test_bfloat16_training_follows_the_float32_loss_curve():
 
     f32, bf16 = curve("float32"), curve("bfloat16")
     assert not np.array_equal(f32, bf16)  # really two different computations
-    windows = lambda c: c.reshape(4, 30).mean(axis=1)  # noqa: E731
+    windows = lambda c: c.reshape(4, 30).mean(axis=1)
     assert windows(f32)[-1] < 0.8 * windows(f32)[0]  # it learned something
     np.testing.assert_allclose(windows(bf16), windows(f32), rtol=3e-2)
 

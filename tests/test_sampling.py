@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from consistency_jax import ode, sampling
+from consistency_jax.core import ode, sampling
 from consistency_jax.data.toy import gmm2d
 
 EPS, TMAX = 0.002, 80.0
@@ -30,7 +30,7 @@ def test_multistep_follows_cm_algorithm_1():
 
 
 def test_one_sigma_is_one_step_and_seeds_are_deterministic():
-    f = lambda x, t: jnp.tanh(x / t)  # noqa: E731
+    f = lambda x, t: jnp.tanh(x / t)
     a = sampling.multistep_sample(f, jax.random.key(1), (8, 2), (TMAX,), EPS)
     np.testing.assert_allclose(a, jnp.tanh(jax.random.normal(jax.random.key(1), (8, 2))), rtol=1e-5)
     b = sampling.multistep_sample(f, jax.random.key(1), (8, 2), (TMAX, 0.5), EPS)
@@ -40,14 +40,25 @@ def test_one_sigma_is_one_step_and_seeds_are_deterministic():
 
 
 def test_clip_keeps_images_in_range():
-    f = lambda x, t: 3 * x  # noqa: E731
+    f = lambda x, t: 3 * x
     out = sampling.multistep_sample(f, jax.random.key(0), (4, 4, 4, 1), (TMAX, 1.0), EPS, clip=True)
     assert float(jnp.max(jnp.abs(out))) <= 1.0
 
 
-def test_grid_indices_give_the_cm_two_step_sigma():
-    sig = sampling.grid_sigmas((0, 11, 17), 18, EPS, TMAX, 7.0)
-    assert len(sig) == 2 and sig[0] == pytest.approx(TMAX) and sig[1] == pytest.approx(0.5853, abs=1e-3)
+def test_stochastic_teacher_sampler_is_edm_alg2_from_the_same_x_T():
+    g = gmm2d()
+    sigmas = sampling.teacher_sigmas(18, EPS, TMAX, 7.0)
+    key = jax.random.key(5)
+    churn = sampling.Churn(s_churn=40.0, s_min=0.05, s_max=50.0, s_noise=1.003)
+    out = sampling.teacher_sample(g.denoise, key, (64, 2), sigmas, "stochastic", churn=churn)
+    x_T = TMAX * jax.random.normal(key, (64, 2))
+    ref = ode.edm_stochastic_sample(g.denoise, x_T, sigmas, jax.random.fold_in(key, 1), 40.0, 0.05, 50.0, 1.003)
+    np.testing.assert_array_equal(out, ref)
+    heun = sampling.teacher_sample(g.denoise, key, (64, 2), sigmas, "heun")
+    assert np.max(np.abs(np.asarray(out) - np.asarray(heun))) > 1e-2  # the churn moved the samples
+    # without churn it is the deterministic Heun sampler
+    no_churn = sampling.teacher_sample(g.denoise, key, (64, 2), sigmas, "stochastic")
+    np.testing.assert_allclose(no_churn, heun, rtol=1e-6, atol=1e-6)
 
 
 def test_multistep_sigmas_are_checked():

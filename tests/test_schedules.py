@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from consistency_jax import schedules
+from consistency_jax.core import schedules
 
 # The N = 18 grid of EDM / CM CIFAR-10 (REFERENCE.md, section 1).
 KARRAS_18 = [80, 57.59, 40.79, 28.37, 19.35, 12.91, 8.40, 5.32, 3.26, 1.92, 1.09, 0.585,
@@ -49,22 +49,6 @@ def test_ict_index_distribution_is_the_lognormal_mass_of_each_interval():
     sig = np.asarray(schedules.karras_sigmas(n, 0.002, 80.0, 7.0), np.float64)
     mass = norm.cdf((np.log(sig[:-1]) - p_mean) / p_std) - norm.cdf((np.log(sig[1:]) - p_mean) / p_std)
     np.testing.assert_allclose(jax.nn.softmax(logits)[: n - 1], mass / mass.sum(), rtol=1e-4)
-
-
-def test_stratified_index_counts_are_within_one_of_the_expected_and_unbiased():
-    """Systematic sampling: in every batch each index appears within one of B p_k times (an
-    independent draw misses by about sqrt(B p_k)), indices past the grid never, and over many
-    batches the frequencies are the categorical's."""
-    n, max_n, batch = 81, 1281, 64
-    logits = schedules.ict_index_logits(n, max_n, 0.002, 80.0, 7.0, -1.1, 2.0)
-    p = np.asarray(jax.nn.softmax(logits), np.float64)
-    draw = jax.jit(jax.vmap(lambda k: schedules.stratified_categorical(k, logits, batch)))
-    idx = np.asarray(draw(jax.random.split(jax.random.key(0), 4000)))
-    assert idx.min() >= 0 and idx.max() <= n - 2
-    counts = np.stack([np.bincount(row, minlength=max_n - 1) for row in idx])
-    assert np.all(np.abs(counts - batch * p) < 1 + 1e-4)
-    freq = counts.sum(0) / counts.sum()
-    np.testing.assert_allclose(freq, p, atol=4 * np.sqrt(p.max() / counts.sum()))
 
 
 def test_lognormal_sigma_moments():

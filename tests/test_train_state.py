@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
-from consistency_jax.train_state import learning_rate, warmed_up_ema_rate
+from consistency_jax.config import schema
+from consistency_jax.training.state import learning_rate
+from consistency_jax.training.step import warmed_up_ema_rate
 
 
 def test_ema_warmup_follows_early_parameters_and_then_the_rate():
@@ -17,7 +18,7 @@ def test_ema_warmup_follows_early_parameters_and_then_the_rate():
 
 @pytest.mark.parametrize("warmup", [0, 10])
 def test_learning_rate_warms_up_linearly_then_follows_a_cosine_to_zero(warmup):
-    cfg = default.get_config().optim
+    cfg = schema.get_config().optim
     cfg.lr, cfg.warmup_steps, cfg.decay_steps = 2e-3, warmup, 100
     steps = [warmup // 2, warmup, warmup + 25, warmup + 50, warmup + 100, warmup + 500]
     expected = [2e-3 * (warmup // 2) / warmup if warmup else 2e-3]
@@ -26,6 +27,6 @@ def test_learning_rate_warms_up_linearly_then_follows_a_cosine_to_zero(warmup):
 
 
 def test_a_constant_learning_rate_stays_a_number():
-    cfg = default.get_config().optim
+    cfg = schema.get_config().optim
     cfg.lr, cfg.warmup_steps, cfg.decay_steps = 3e-4, 0, 0
     assert learning_rate(cfg) == 3e-4  # no schedule counter in the optimizer state

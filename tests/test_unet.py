@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.default import get_config
+from consistency_jax.config.schema import get_config
 from consistency_jax.networks import build_network
 from consistency_jax.networks.unet import Conv2d, SongUNet, downsample, upsample
 

@@ -12,17 +12,17 @@ import grain
 import ml_collections
 
 from consistency_jax.data import images, toy
-from consistency_jax.data.images import DatasetUnavailableError
-from consistency_jax.data.pipeline import (
+from consistency_jax.data.batching import (
     ArraySource,
     DataInfo,
     array_batches,
     local_batch_size,
     record_batches,
 )
+from consistency_jax.data.images import DatasetUnavailableError
 from consistency_jax.errors import ConfigError
 
-__all__ = ["DataInfo", "DatasetUnavailableError", "build_dataset", "data_info"]
+__all__ = ["DataInfo", "DatasetUnavailableError", "build_dataset", "data_info", "num_labels"]
 
 
 def data_info(cfg: ml_collections.ConfigDict) -> DataInfo:
@@ -81,3 +81,9 @@ def build_dataset(
             **share,
         )
     return iter(ds), info
+
+
+def num_labels(cfg: ml_collections.ConfigDict, info: DataInfo) -> int:
+    """The number of classes the network is conditioned on: the data's, or 0 unless
+    cfg.conditional (`cfg` is config.data)."""
+    return info.num_classes if cfg.conditional else 0

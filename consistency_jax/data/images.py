@@ -20,7 +20,7 @@ from absl import logging
 from PIL import Image
 
 from consistency_jax.data import toy
-from consistency_jax.data.pipeline import ArraySource, DataInfo, Example
+from consistency_jax.data.batching import ArraySource, DataInfo, Example
 from consistency_jax.errors import ConfigError
 
 DIGITS = "digits"
@@ -161,7 +161,7 @@ def _prepare(builder: tfds.core.DatasetBuilder) -> None:
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(try_download_gcs=False)
             )
-    except Exception as e:  # noqa: BLE001 - any failure here means the same fix
+    except Exception as e:  # any failure here means the same fix
         raise _unavailable(name, data_dir, f"preparing failed ({type(e).__name__}: {e})") from e
 
 

@@ -126,19 +126,6 @@ def extract_features(
     return np.concatenate(features), np.concatenate(logits)
 
 
-def reference_statistics(
-    batches: Iterable[np.ndarray], features_fn: FeaturesFn
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, sigma) of the features of every image in `batches` (uint8 NHWC), e.g. a data set's
-    training images, to be saved with `save_statistics`."""
-    return feature_statistics(extract_features(batches, features_fn)[0])
-
-
-def save_statistics(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray) -> None:
-    """Write (mu, sigma) as `.npz` with arrays `mu` and `sigma` (pytorch-fid's file format)."""
-    np.savez(path, mu=_f64(mu), sigma=_f64(sigma))
-
-
 def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) from an `.npz` holding `mu` and `sigma`, or raw `pool_3` features (score_sde)."""
     with np.load(path) as data:

@@ -1,4 +1,5 @@
-"""Network registry: `config.network.name` -> a Flax module F(x, c_noise, labels, train=...)."""
+"""Networks F(x, c_noise, labels, train=...): the registry `config.network.name` -> Flax module,
+and the mixed-precision application every parametrization wraps."""
 
 from collections.abc import Callable
 from typing import Any
@@ -106,3 +107,13 @@ def apply_network(
         x = x.astype(dtype)
     out = model.apply({"params": params}, x, c_noise, labels, train=train, rngs=rngs)
     return out.astype(jnp.float32)
+
+
+def network_fn(
+    model: nn.Module, params: Any, labels: jax.Array | None = None, *, train: bool = False,
+    dropout_key: jax.Array | None = None,
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """F(x, c_noise) of `model` at `params` for these labels (the callable the parametrizations in
+    `consistency_jax.core.parametrization` wrap); dropout from `dropout_key` when train=True."""
+    rngs = {"dropout": dropout_key} if dropout_key is not None else {}
+    return lambda x, c_noise: apply_network(model, params, x, c_noise, labels, train=train, rngs=rngs)

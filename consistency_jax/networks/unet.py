@@ -33,24 +33,21 @@ def _pad_hw(x: jax.Array, pad: int) -> jax.Array:
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
 
 
-def xla_conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
-    """XLA's stride-1 conv, zero-padded by `pad` on each side (NHWC, HWIO)."""
-    return jax.lax.conv_general_dilated(
-        x, w, (1, 1), [(pad, pad)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-
-
-def _conv(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
-    """`xla_conv`, but padding beyond kernel // 2 goes in by jnp.pad first: XLA's CPU kernel
-    gradient of a conv padded wider than that is 35x slower (benchmarks/conv_grad.py --pad=2)."""
+def conv2d(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
+    """Stride-1 conv zero-padded by `pad` on each side (NHWC, HWIO); padding beyond kernel // 2
+    goes in by jnp.pad first, as XLA's CPU kernel gradient of a conv padded wider than that
+    leaves its fast path (docs/performance.md, benchmarks/conv_grad.py --pad=2)."""
     same = min(pad, w.shape[0] // 2)
-    return xla_conv(_pad_hw(x, pad - same) if pad > same else x, w, same)
+    x = _pad_hw(x, pad - same) if pad > same else x
+    return jax.lax.conv_general_dilated(
+        x, w, (1, 1), [(same, same)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 def _filter_hw(x: jax.Array, taps: Sequence[float], stride: int) -> jax.Array:
     """Correlate H and W with the 1-D taps (no padding), then keep every `stride`-th output:
-    the separable depthwise filter outer(f, f) as strided slices and sums, not a grouped conv
-    (XLA's CPU backend spent 34% of a digits CD step in those grouped convs)."""
+    the separable depthwise filter outer(f, f) as strided slices and sums, not a grouped conv,
+    which XLA's CPU backend runs far below dense-convolution speed (docs/performance.md)."""
     for axis in (1, 2):
         n = (x.shape[axis] - len(taps)) // stride + 1
         x = sum(
@@ -93,13 +90,13 @@ class Conv2d(nn.Module):
         w = self.param("kernel", _xavier(self.init_weight), shape)
         b = self.param("bias", nn.initializers.zeros, (self.features,))
         if self.fused:  # EDM Conv2d.forward, fused_resample and down
-            x = _conv(x, w, self.kernel // 2 + (len(self.resample_filter) - 1) // 2)
+            x = conv2d(x, w, self.kernel // 2 + (len(self.resample_filter) - 1) // 2)
             return downsample(x, self.resample_filter, pad=0) + b
         if self.up:
             x = upsample(x, self.resample_filter)
         if self.down:
             x = downsample(x, self.resample_filter)
-        return _conv(x, w, self.kernel // 2) + b
+        return conv2d(x, w, self.kernel // 2) + b
 
 
 def group_norm(channels: int, name: str) -> nn.GroupNorm:

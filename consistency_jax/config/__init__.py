@@ -1,0 +1,1 @@
+"""The configuration: the schema (every key, documented), saved configs, and validation."""

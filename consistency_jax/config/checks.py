@@ -1,0 +1,185 @@
+"""Validation of a resolved config before any compute, with messages naming the key and the fix."""
+
+import json
+import os
+
+import ml_collections
+
+from consistency_jax.core import ode
+from consistency_jax.core.losses import WEIGHTINGS
+from consistency_jax.core.sampling import TEACHER_SOLVERS, check_multistep_sigmas
+from consistency_jax.errors import ConfigError
+from consistency_jax.networks import COMPUTE_DTYPES, NETWORKS
+from consistency_jax.training.objectives import DISTANCES, OBJECTIVES, needs_teacher
+from consistency_jax.training.state import OPTIMIZERS
+
+NAN_POLICIES = ("stop", "skip")
+# Sections that must agree between a run and the config it resumes with.
+RESUME_KEYS = ("model", "network", "objective.name", "data.name", "data.image_size")
+# How the network computes, not what it is: a run may resume with these changed.
+EXECUTION_KEYS = ("compute_dtype", "remat")
+
+
+def _choice(key: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"config.{key}={value!r} is not known; choose one of {sorted(choices)}.")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"config.{key} must be > 0, got {value!r}.")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if not value >= 0:
+        raise ConfigError(f"config.{key} must be >= 0, got {value!r}.")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError naming the first key whose value cannot work."""
+    _choice("objective.name", config.objective.name, OBJECTIVES)
+    _choice("network.name", config.network.name, NETWORKS)
+    _choice("objective.distance", config.objective.distance, DISTANCES)
+    _choice("objective.weighting", config.objective.weighting, WEIGHTINGS)
+    _choice("objective.solver", config.objective.solver, ode.STEPS)
+    _choice("sample.teacher_solver", config.sample.teacher_solver, TEACHER_SOLVERS)
+    _choice("optim.name", config.optim.name, OPTIMIZERS)
+    _choice("train.nan_policy", config.train.nan_policy, NAN_POLICIES)
+    _choice("network.compute_dtype", config.network.compute_dtype, COMPUTE_DTYPES)
+    for key in ("data.batch_size", "train.num_steps", "optim.lr", "model.sigma_data",
+                "model.sigma_min", "sample.num_samples", "sample.batch_size", "train.log_every",
+                "train.ckpt_every"):
+        _positive(key, _lookup(config, key))
+    for key in ("optim.warmup_steps", "optim.decay_steps", "optim.grad_clip", "optim.weight_decay",
+                "train.sample_every"):
+        _non_negative(key, _lookup(config, key))
+    m = config.model
+    if not m.sigma_min < m.sigma_max:
+        raise ConfigError(f"config.model.sigma_min={m.sigma_min} must be < sigma_max={m.sigma_max}.")
+    if needs_teacher(config.objective.name):
+        if config.objective.num_scales < 2:
+            raise ConfigError("config.objective.num_scales (N) must be >= 2 for CD.")
+        if config.objective.teacher_substeps < 1:
+            raise ConfigError("config.objective.teacher_substeps must be >= 1 (1: one solver step per interval).")
+        if not config.objective.teacher_workdir:
+            raise ConfigError(
+                "CD needs a trained teacher: set config.objective.teacher_workdir to the workdir of "
+                "an EDM run (e.g. --config.objective.teacher_workdir=runs/edm)."
+            )
+    if config.objective.name == "ect":
+        if config.objective.ect_q <= 1:
+            raise ConfigError(
+                f"config.objective.ect_q must be > 1 (the gap t - r shrinks by it at each stage), "
+                f"got {config.objective.ect_q}."
+            )
+        _non_negative("objective.ect_k", config.objective.ect_k)
+        _non_negative("objective.ect_stage_steps", config.objective.ect_stage_steps)
+    if config.objective.name in ("ct", "ict") and not 1 <= config.objective.s0 <= config.objective.s1:
+        raise ConfigError("config.objective.s0 and s1 must satisfy 1 <= s0 <= s1.")
+    _check_churn(config.sample)
+    try:
+        check_multistep_sigmas((m.sigma_max, *config.sample.multistep_sigmas), m.sigma_min, m.sigma_max)
+    except ValueError as e:
+        raise ConfigError(f"config.sample.multistep_sigmas: {e}") from None
+    if not 0 <= config.train.ema_rate < 1:
+        raise ConfigError(f"config.train.ema_rate must be in [0, 1), got {config.train.ema_rate}.")
+    _check_steps_per_dispatch(config.train)
+
+
+def _check_churn(s: ml_collections.ConfigDict) -> None:
+    """EDM's stochastic sampler: S_churn >= 0, S_noise > 0, S_tmin <= S_tmax (EDM Alg. 2)."""
+    _non_negative("sample.s_churn", s.s_churn)
+    _positive("sample.s_noise", s.s_noise)
+    if not 0 <= s.s_min <= s.s_max:
+        raise ConfigError(
+            f"config.sample.s_min={s.s_min} and s_max={s.s_max} must satisfy 0 <= s_min <= s_max "
+            "(the sigma range where the stochastic sampler adds noise)."
+        )
+
+
+def _check_steps_per_dispatch(t: ml_collections.ConfigDict) -> None:
+    """The loop logs, saves and samples between dispatches: those periods must be multiples."""
+    k = t.steps_per_dispatch
+    _positive("train.steps_per_dispatch", k)
+    for key in ("num_steps", "log_every", "ckpt_every", "sample_every"):
+        if t[key] % k:
+            raise ConfigError(
+                f"config.train.{key}={t[key]} is not a multiple of train.steps_per_dispatch={k}: "
+                f"the loop only stops between dispatches of {k} steps. Set {key} to a multiple of "
+                f"{k}, or steps_per_dispatch to a divisor of {t[key]}."
+            )
+
+
+def check_steps_per_dispatch_on(config: ml_collections.ConfigDict, platform: str) -> None:
+    """Refuse several steps per dispatch for a U-Net on the CPU, where XLA runs a conv's kernel
+    gradient inside a loop tens of times slower than outside one."""
+    k, name = config.train.steps_per_dispatch, config.network.name
+    if platform == "cpu" and k > 1 and name != "mlp":
+        raise ConfigError(
+            f"config.train.steps_per_dispatch={k} with the {name} U-Net on the CPU: XLA's CPU "
+            "backend runs a convolution's kernel gradient inside a loop many times slower than "
+            "outside one (docs/performance.md). Set "
+            "steps_per_dispatch=1 on the CPU; it is for small steps on GPUs and TPUs."
+        )
+
+
+def check_network_fits_data(config: ml_collections.ConfigDict, shape: tuple[int, ...]) -> None:
+    """Raise ConfigError where config.network cannot take data of `shape` ([D] or [H, W, C])."""
+    name, data = config.network.name, config.data.name
+    if name == "mlp" and len(shape) != 1:
+        raise ConfigError(
+            f"config.network.name='mlp' takes vectors, but {data!r} has images of shape {shape}: "
+            "use 'ddpmpp' or 'ncsnpp'."
+        )
+    if name == "mlp":
+        return
+    if len(shape) != 3:
+        raise ConfigError(
+            f"config.network.name={name!r} is a U-Net for images, but {data!r} has vectors of "
+            f"shape {shape}: use 'mlp'."
+        )
+    u = config.network.unet
+    levels = len(u.channel_mult)
+    size = shape[0]
+    if shape[0] != shape[1] or size % 2 ** (levels - 1):
+        raise ConfigError(
+            f"{data!r} images are {shape[0]}x{shape[1]}; the U-Net's {levels} resolutions "
+            f"(config.network.unet.channel_mult={tuple(u.channel_mult)}) need square images whose "
+            f"side divides by {2 ** (levels - 1)}: set config.data.image_size or channel_mult."
+        )
+    resolutions = [size >> level for level in range(levels)]
+    unreachable = [r for r in u.attn_resolutions if r not in resolutions]
+    if unreachable:
+        raise ConfigError(
+            f"config.network.unet.attn_resolutions={tuple(u.attn_resolutions)} names "
+            f"{unreachable}, but on {size}x{size} {data!r} images the U-Net's resolutions are "
+            f"{resolutions}: pick attention resolutions among them (or () for none)."
+        )
+
+
+def _lookup(config: ml_collections.ConfigDict, dotted: str):
+    value = config
+    for part in dotted.split("."):
+        value = value[part]
+    if dotted == "network":
+        return {k: v for k, v in value.to_dict().items() if k not in EXECUTION_KEYS}
+    return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+
+
+def _normalise(value):
+    """JSON round trip, so tuples and lists compare equal."""
+    return json.loads(json.dumps(value))
+
+
+def check_resumable(config: ml_collections.ConfigDict, saved_path: str) -> None:
+    """Refuse to resume a run whose saved config differs where it matters (RESUME_KEYS)."""
+    with open(saved_path) as f:
+        saved = ml_collections.ConfigDict(json.load(f))
+    for key in RESUME_KEYS:
+        old, new = _normalise(_lookup(saved, key)), _normalise(_lookup(config, key))
+        if old != new:
+            raise ConfigError(
+                f"The workdir {os.path.dirname(saved_path)} holds a run with a different "
+                f"config.{key} ({old} there, {new} now): it cannot resume. Use a new --workdir, "
+                "or the config that run was started with."
+            )

@@ -1,0 +1,160 @@
+"""Every configuration key, documented. Experiment configs (configs/*.py) start from `get_config()`.
+
+Override any key on the command line: `--config.optim.lr=2e-4`.
+"""
+
+import json
+import os
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # root of every PRNG key (init, data order, noise, dropout, sampling)
+
+    # --- data --------------------------------------------------------------------------
+    c.data = d = ml_collections.ConfigDict()
+    d.name = "gmm2d"  # toy: gmm2d | ring2d | moons2d; images: digits | any TFDS name (cifar10)
+    d.batch_size = 256  # global batch, split over processes and devices
+    d.num_points = 100_000  # toy data: size of the fixed sample the pipeline serves
+    d.image_size = 0  # images: resize to this side (0: the data set's own size)
+    d.random_flip = False  # images: random horizontal flip
+    d.tfds_data_dir = ""  # images: TFDS data_dir ('' = TFDS default, ~/tensorflow_datasets)
+    d.split = "train"
+    d.conditional = False  # feed class labels to the network
+
+    # --- EDM / consistency parametrization ----------------------------------------------
+    c.model = m = ml_collections.ConfigDict()
+    m.sigma_data = 0.5  # sigma_d: data std (0.5 for [-1, 1] images)
+    m.sigma_min = 0.002  # epsilon: boundary of the consistency function, smallest grid sigma
+    m.sigma_max = 80.0  # T: largest sigma
+    m.rho = 7.0  # Karras grid exponent
+
+    # --- network ---------------------------------------------------------------------
+    c.network = n = ml_collections.ConfigDict()
+    n.name = "mlp"  # mlp | ddpmpp | ncsnpp
+    n.dropout = 0.0
+    n.embedding_type = "auto"  # auto (the architecture's own) | positional | fourier
+    n.fourier_scale = 16.0  # Fourier embedding scale (NCSN++ 16; iCT 0.02)
+    # float32 | bfloat16: the network's arithmetic; parameters, optimizer state and the loss stay
+    # float32. bfloat16 pays off on GPUs and TPUs; CPUs have no fast bfloat16 convolutions.
+    n.compute_dtype = "float32"
+    n.remat = False  # U-Net: recompute each block's activations in the backward pass (less memory)
+    n.mlp = ml_collections.ConfigDict(dict(hidden=256, depth=4, emb_dim=128))
+    n.unet = ml_collections.ConfigDict(
+        dict(
+            model_channels=128,  # base width
+            channel_mult=(2, 2, 2),  # per-resolution width multipliers
+            channel_mult_emb=4,  # embedding width = model_channels * channel_mult_emb
+            num_blocks=4,  # residual blocks per resolution
+            attn_resolutions=(16,),  # resolutions with self-attention
+        )
+    )
+
+    # --- objective -------------------------------------------------------------------
+    c.objective = o = ml_collections.ConfigDict()
+    o.name = "edm"  # edm (teacher DSM) | cd | ct | ict | ect
+    o.p_mean = -1.2  # EDM, ECT: ln sigma ~ N(p_mean, p_std^2); iCT: lognormal index weights
+    o.p_std = 1.2
+    o.distance = "l2"  # l2 | l1 | pseudo_huber | lpips (metric d in the CD/CT loss)
+    o.huber_c = 0.0  # pseudo-Huber c; 0 = 0.00054 * sqrt(dim) (iCT)
+    o.weighting = "uniform"  # uniform | ict (1 / (sigma_{n+1} - sigma_n))
+    o.num_scales = 18  # CD: N, grid size
+    o.solver = "heun"  # CD: teacher ODE step (euler | heun)
+    o.teacher_substeps = 1  # CD: teacher solver steps per grid interval (on a K-times finer grid)
+    o.target_ema = 0.0  # CD: mu, target network EMA rate (0: target = sg(online))
+    o.teacher_workdir = ""  # CD: the trained teacher's workdir (required); CT/iCT/ECT: start from it
+    o.init_from_teacher = True  # start the student (and its EMA) from the teacher in teacher_workdir
+    o.s0 = 2  # CT/iCT curriculum: initial number of steps (s0)
+    o.s1 = 150  # CT/iCT curriculum: final number of steps (s1)
+    o.mu0 = 0.9  # CT: initial target EMA rate
+    o.ect_q = 2.0  # ECT: the gap t - r shrinks by q at each stage (r = t (1 - q^-(s+1) n(t)))
+    o.ect_k = 8.0  # ECT: n(t) = 1 + k sigmoid(-b t), a wider gap at small t
+    o.ect_b = 1.0
+    o.ect_stage_steps = 0  # ECT: steps per stage s (0: one stage for the whole run)
+
+    # --- optimizer ---------------------------------------------------------------------
+    c.optim = p = ml_collections.ConfigDict()
+    p.name = "adam"  # adam | radam
+    p.lr = 1e-3
+    p.b1 = 0.9
+    p.b2 = 0.999
+    p.eps = 1e-8
+    p.weight_decay = 0.0
+    p.warmup_steps = 0  # linear lr warmup from 0 over this many steps
+    p.decay_steps = 0  # then cosine decay of the lr to 0 over this many steps (0: constant lr)
+    p.grad_clip = 0.0  # global-norm clipping; 0 disables
+
+    # --- training loop ---------------------------------------------------------------
+    c.train = t = ml_collections.ConfigDict()
+    t.num_steps = 2000
+    t.ema_rate = 0.999  # sampling EMA of the online parameters (separate from the target)
+    t.ema_warmup = False  # use min(ema_rate, (1 + k) / (10 + k)): short runs forget the init
+    t.log_every = 100
+    t.ckpt_every = 1000  # also saved at the last step, and at the next step after a SIGTERM
+    t.ckpt_keep = 3  # keep the latest this many checkpoints
+    t.ckpt_keep_every = 0  # and keep every checkpoint at a multiple of this step for good (0: none)
+    t.sample_every = 0  # 0: samples only at the end
+    t.nan_policy = "stop"  # stop: a non-finite loss stops the run naming the step
+    # Optimizer steps per jitted call (a lax.scan over as many batches): fewer dispatches for small
+    # steps. num_steps, log_every, ckpt_every and sample_every must be multiples of it.
+    t.steps_per_dispatch = 1
+
+    # --- devices ('data' x 'fsdp' mesh over all devices of all processes) ------------------
+    c.parallel = q = ml_collections.ConfigDict()
+    q.fsdp = 1  # devices sharding params and optimizer state (1: data parallel only; -1: all)
+    q.fsdp_min_size = 2**14  # under fsdp, arrays with fewer elements stay replicated
+
+    # --- sampling ----------------------------------------------------------------------
+    c.sample = s = ml_collections.ConfigDict()
+    s.num_samples = 2000
+    s.batch_size = 1000
+    s.multistep_sigmas = (0.821,)  # intermediate sigmas after sigma_max for multistep sampling
+    s.teacher_steps = 18  # teacher ODE: Karras grid size (18 -> 35 evaluations with Heun)
+    s.teacher_solver = "heun"  # heun | euler | stochastic (EDM Alg. 2: churn, then a Heun step)
+    s.s_churn = 0.0  # stochastic: S_churn, total noise added (0: the deterministic Heun sampler)
+    s.s_min = 0.0  # stochastic: noise is added where S_tmin <= sigma <= S_tmax
+    s.s_max = float("inf")
+    s.s_noise = 1.0  # stochastic: S_noise, the added noise's scale
+
+    # --- evaluation (--mode=eval) ----------------------------------------------------------
+    c.eval = e = ml_collections.ConfigDict()
+    e.num_samples = 50_000  # samples per sampler (the papers' FID protocol)
+    e.batch_size = 500  # global sampling batch
+    e.feature_batch_size = 250  # images per feature-network call
+    e.shard_size = 5_000  # samples per shard file: an interrupted eval resumes at a shard
+    # auto (inception for RGB images, digits for digits) | inception | digits. Digits figures (the
+    # FID formula, an IS over its 10 classes, KID on the digits classifier) compare digits runs only.
+    e.feature_net = "auto"
+    # .npz with mu, sigma (and features or pool_3 for KID); '' computes them from the training
+    # split on the first eval and keeps them as workdir/eval/reference_stats_<net>.npz
+    e.reference_stats = ""
+    return c
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+    """A config saved as JSON by a run, laid over today's defaults (keys added since keep their
+    default), with lists turned back into tuples."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+
+    def tuples(value):
+        if isinstance(value, list):
+            return tuple(tuples(v) for v in value)
+        if isinstance(value, dict):
+            return {k: tuples(v) for k, v in value.items()}
+        return value
+
+    def merge(base: ml_collections.ConfigDict, saved: dict) -> None:
+        for key, value in saved.items():
+            if isinstance(value, dict) and isinstance(base.get(key), ml_collections.ConfigDict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+
+    config = get_config()
+    with open(path) as f:
+        with config.unlocked():
+            merge(config, tuples(json.load(f)))
+    return config

@@ -1,0 +1,86 @@
+"""Samplers: one-step and multistep consistency sampling, and the teacher's PF-ODE sampler."""
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from consistency_jax.core import ode
+from consistency_jax.core.schedules import karras_sigmas
+
+ConsistencyFn = Callable[[jax.Array, jax.Array], jax.Array]  # f(x, t) -> x0_hat
+
+
+def check_multistep_sigmas(sigmas: Sequence[float], sigma_min: float, sigma_max: float) -> None:
+    """Multistep sigmas must start at sigma_max, decrease strictly and stay above sigma_min."""
+    s = [float(v) for v in sigmas]
+    if not s:
+        raise ValueError("Multistep sampling needs at least one sigma (sigma_max).")
+    if any(b >= a for a, b in zip(s, s[1:])):
+        raise ValueError(f"Multistep sigmas must be strictly decreasing, got {s}.")
+    if s[-1] < sigma_min or s[0] > sigma_max:
+        raise ValueError(f"Multistep sigmas must lie in [sigma_min={sigma_min}, sigma_max={sigma_max}], got {s}.")
+
+
+def multistep_sample(
+    f: ConsistencyFn,
+    key: jax.Array,
+    shape: tuple[int, ...],
+    sigmas: Sequence[float],
+    sigma_min: float,
+    clip: bool = False,
+) -> jax.Array:
+    """CM Alg. 1: x0 = f(sigma_0 z, sigma_0); then x = x0 + sqrt(tau^2 - eps^2) z, x0 = f(x, tau).
+
+    `sigmas` is a decreasing list starting at sigma_max; one entry is one-step sampling. The
+    first noise is drawn from `key` itself, as `teacher_sample` does, so both start from one x_T.
+    """
+    x = sigmas[0] * jax.random.normal(key, shape)
+    x0 = f(x, jnp.float32(sigmas[0]))
+    for i, tau in enumerate(sigmas[1:], start=1):
+        x0 = jnp.clip(x0, -1, 1) if clip else x0
+        noise = jax.random.normal(jax.random.fold_in(key, i), shape)
+        x = x0 + jnp.sqrt(tau**2 - sigma_min**2) * noise
+        x0 = f(x, jnp.float32(tau))
+    return jnp.clip(x0, -1, 1) if clip else x0
+
+
+def teacher_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float) -> jax.Array:
+    """The Karras grid of `num_steps` sigmas followed by 0 (EDM Alg. 1: 2 num_steps - 1 evaluations)."""
+    return jnp.append(karras_sigmas(num_steps, sigma_min, sigma_max, rho), 0.0)
+
+
+TEACHER_SOLVERS = (*ode.STEPS, "stochastic")
+
+
+@dataclasses.dataclass(frozen=True)
+class Churn:
+    """EDM's stochastic sampler settings (EDM Alg. 2): S_churn, S_tmin, S_tmax, S_noise."""
+
+    s_churn: float = 0.0
+    s_min: float = 0.0
+    s_max: float = float("inf")
+    s_noise: float = 1.0
+
+
+def teacher_sample(
+    denoise: ode.Denoiser,
+    key: jax.Array,
+    shape: tuple[int, ...],
+    sigmas: jax.Array,
+    solver: str = "heun",
+    clip: bool = False,
+    churn: Churn = Churn(),
+) -> jax.Array:
+    """Integrate the teacher's PF-ODE from sigmas[0] z to sigmas[-1] (EDM Alg. 1), or with
+    solver='stochastic' run EDM's stochastic sampler (Alg. 2, its noise from fold_in(key, 1))."""
+    x = sigmas[0] * jax.random.normal(key, shape)
+    if solver == "stochastic":
+        x = ode.edm_stochastic_sample(
+            denoise, x, sigmas, jax.random.fold_in(key, 1), churn.s_churn, churn.s_min,
+            churn.s_max, churn.s_noise,
+        )
+    else:
+        x = ode.integrate(denoise, x, sigmas, solver)
+    return jnp.clip(x, -1, 1) if clip else x

@@ -1,0 +1,430 @@
+"""--mode=eval: samples from a run's latest checkpoint in resumable shards, then FID, IS and KID.
+
+Files, under the run's workdir:
+    eval/<sampler>/shard_00000.npz   uint8 NHWC `samples`, eval.shard_size each (the last may be
+                                     shorter); each is written whole (temp file, then rename), so an
+                                     interrupted eval resumes at the first missing shard
+    eval/<sampler>/spec.json         what the shards were drawn with (checkpoint step, seed, sizes,
+                                     sampler settings); shards drawn with another spec are redrawn
+    eval/reference_stats_<net>.npz   `mu`, `sigma` and `features` of the run's training split,
+                                     computed on the first eval (without eval.reference_stats)
+    eval/results.json                the figures of the latest eval
+    metrics.jsonl                    + {"step", "eval/<sampler>/<figure>": value, ...} per eval
+    eval/step_<step>/...             the same shards and results.json for a checkpoint named by
+                                     step (launch.py --eval_steps), so evaluating an older
+                                     checkpoint never overwrites the latest one's files
+
+Each sampling batch is split over every device of config.parallel's mesh, in every process;
+process 0 writes the files.
+
+Feature networks (eval.feature_net):
+    inception  the FID Inception-v3: FID on pool3, IS on its 1008 logits (10 splits), KID on pool3.
+    digits     the digits classifier (`load_digits_features`): the same three figures on its 64
+               features and 10 logits, i.e. the Frechet Digits Distance, an IS-like class score
+               (at most 10) and KID. They compare digits runs with each other, never with Inception
+               figures; results.json names the network.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from consistency_jax.config import checks
+from consistency_jax.data import DataInfo, build_dataset, data_info, num_labels
+from consistency_jax.errors import ConfigError
+from consistency_jax.evaluation.metrics import (
+    FeaturesFn,
+    extract_features,
+    feature_statistics,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+    load_statistics,
+)
+from consistency_jax.evaluation.samples import make_sampler, sampler_names, to_uint8
+from consistency_jax.networks import build_network
+from consistency_jax.networks.pretrained import load_digits_features, load_fid_inception
+from consistency_jax.training import checkpoint, parallel
+from consistency_jax.training.log import format_duration
+from consistency_jax.training.state import abstract_state
+
+FEATURE_NETS: dict[str, Callable[[], FeaturesFn]] = {
+    "inception": load_fid_inception,
+    "digits": load_digits_features,
+}
+NET_CHANNELS = {"inception": 3, "digits": 1}  # the image channels each network takes
+DIGITS_SIDES = (8, 16)  # 1-channel images of these sizes are evaluated as digits under 'auto'
+EVAL_KEY_FOLD = 3  # the eval key is fold_in(key(seed), 3): 0 init, 1 train, 2 samples
+PROGRESS_EVERY_S = 10.0
+Sampler = Callable[[object, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """Statistics of the real images; `features` (for KID) is None if a file has only mu, sigma."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    features: np.ndarray | None
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def validate_eval(config: ml_collections.ConfigDict, info: DataInfo) -> str:
+    """Check config.eval against the data; the feature network's name, 'auto' resolved."""
+    e = config.eval
+    for key in ("num_samples", "batch_size", "shard_size", "feature_batch_size"):
+        if not e[key] > 0:
+            raise ConfigError(f"config.eval.{key} must be > 0, got {e[key]!r}.")
+    if e.shard_size % e.batch_size:
+        raise ConfigError(
+            f"config.eval.shard_size={e.shard_size} must be a multiple of config.eval.batch_size="
+            f"{e.batch_size}, so that every shard holds whole batches."
+        )
+    parallel.check_batch_size("eval.batch_size", e.batch_size, parallel.make_mesh(config.parallel))
+    return feature_net_name(e.feature_net, config.data.name, info.shape)
+
+
+def feature_net_name(name: str, data_name: str, shape: tuple[int, ...]) -> str:
+    """'auto': 'digits' for the digits (or 1-channel 8x8, 16x16 images), 'inception' for RGB;
+    an explicit name is checked against the images' channels."""
+    if len(shape) != 3:
+        raise ConfigError(
+            f"--mode=eval evaluates image runs; {data_name!r} holds vectors of shape {shape}."
+        )
+    height, width, channels = shape
+    if name == "auto":
+        if data_name == "digits" or (channels == 1 and height == width and height in DIGITS_SIDES):
+            return "digits"
+        if channels == 3:
+            return "inception"
+        raise ConfigError(
+            f"config.eval.feature_net='auto' has no network for {shape} images of {data_name!r}; "
+            f"set it to one of {sorted(FEATURE_NETS)}."
+        )
+    if name not in FEATURE_NETS:
+        raise ConfigError(
+            f"config.eval.feature_net={name!r} is not known; choose 'auto' or one of "
+            f"{sorted(FEATURE_NETS)}."
+        )
+    if NET_CHANNELS[name] != channels:
+        raise ConfigError(
+            f"config.eval.feature_net={name!r} takes {NET_CHANNELS[name]}-channel images; "
+            f"{data_name!r} has {channels}."
+        )
+    return name
+
+
+def sampler_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` whose samplers draw eval.batch_size samples per call."""
+    config = config.copy_and_resolve_references()
+    config.sample.batch_size = config.eval.batch_size
+    return config
+
+
+def shard_spec(config: ml_collections.ConfigDict, name: str, step: int) -> dict:
+    """Everything a sampler's shards depend on, as JSON; num_samples only sets their count."""
+    sample = {k: v for k, v in config.sample.items() if k not in ("num_samples", "batch_size")}
+    spec = {
+        "sampler": name, "step": step, "seed": config.seed, "shard_size": config.eval.shard_size,
+        "batch_size": config.eval.batch_size, "model": config.model.to_dict(), "sample": sample,
+    }
+    return json.loads(json.dumps(spec))
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+def _is_writer() -> bool:
+    return jax.process_index() == 0
+
+
+def _write_atomic(path: str, write: Callable) -> None:
+    """`write(file)` to a temp file beside `path`, then rename it: `path` is whole or absent."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def _write_json(path: str, value: dict) -> None:
+    _write_atomic(path, lambda f: f.write(json.dumps(value, indent=2).encode()))
+
+
+def shard_path(directory: str, index: int) -> str:
+    return os.path.join(directory, f"shard_{index:05d}.npz")
+
+
+def write_shard(path: str, samples: np.ndarray) -> None:
+    _write_atomic(path, lambda f: np.savez(f, samples=samples))
+
+
+def read_shard(path: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The shard's samples if it exists with exactly `shape`, else None (to be drawn)."""
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as data:
+        samples = data["samples"]
+    return samples if samples.shape == shape and samples.dtype == np.uint8 else None
+
+
+def prepare_shard_dir(directory: str, spec: dict) -> None:
+    """Create `directory` for shards of `spec`, deleting shards drawn with another spec."""
+    spec_path = os.path.join(directory, "spec.json")
+    if os.path.exists(spec_path):
+        with open(spec_path) as f:
+            if json.load(f) == spec:
+                return
+        stale = [n for n in os.listdir(directory) if n.startswith("shard_")]
+        logging.warning(
+            "%s: %d shards were drawn with another checkpoint or config; drawing them anew.",
+            directory, len(stale),
+        )
+        for name in stale:
+            os.remove(os.path.join(directory, name))
+    os.makedirs(directory, exist_ok=True)
+    _write_json(spec_path, spec)
+
+
+def save_reference(path: str, reference: Reference) -> None:
+    """`mu`, `sigma` (pytorch-fid's statistics format) and `features`."""
+    _write_atomic(path, lambda f: np.savez(f, **dataclasses.asdict(reference)))
+
+
+def load_reference(path: str) -> Reference:
+    """mu and sigma from a statistics file (`load_statistics`); features from `features` or
+    `pool_3` where the file has them."""
+    if not os.path.exists(path):
+        raise ConfigError(
+            f"No reference statistics at {path} (config.eval.reference_stats); fix the path, or "
+            "set it to '' to compute them from the training split."
+        )
+    mu, sigma = load_statistics(path)
+    with np.load(path) as data:
+        key = next((k for k in ("features", "pool_3") if k in data), None)
+        features = data[key] if key else None
+    return Reference(mu, sigma, features)
+
+
+# --- reference statistics -----------------------------------------------------------------------
+
+
+def training_images(data_cfg: ml_collections.ConfigDict, batch_size: int) -> Iterator[np.ndarray]:
+    """Every image of the run's training split once, unflipped, as uint8 NHWC batches (the
+    pipeline's [-1, 1] floats mapped back as `to_uint8` maps samples)."""
+    cfg = data_cfg.copy_and_resolve_references()
+    cfg.random_flip = False
+    cfg.batch_size = min(batch_size, data_info(cfg).num_examples)
+    it, info = build_dataset(cfg, seed=0)
+    remaining = info.num_examples  # the first epoch of the shuffled, repeated stream
+    while remaining > 0:
+        images = to_uint8(next(it)["x"][:remaining])
+        remaining -= len(images)
+        yield images
+
+
+def reference_path(config: ml_collections.ConfigDict, net: str, workdir: str) -> str:
+    """config.eval.reference_stats if set, else workdir/eval/reference_stats_<net>.npz."""
+    default = os.path.join(workdir, "eval", f"reference_stats_{net}.npz")
+    return config.eval.reference_stats or default
+
+
+def reference_statistics(
+    config: ml_collections.ConfigDict, net: str, features_fn: FeaturesFn, workdir: str
+) -> Reference:
+    """The statistics at `reference_path`; the workdir's are computed from the training split and
+    saved there the first time."""
+    path = reference_path(config, net, workdir)
+    if config.eval.reference_stats or os.path.exists(path):
+        return load_reference(path)
+    logging.info("Reference statistics: %s features of %r.", net, config.data.name)
+    batches = training_images(config.data, config.eval.feature_batch_size)
+    features = extract_features(batches, features_fn)[0]
+    reference = Reference(*feature_statistics(features), features)
+    if _is_writer():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        save_reference(path, reference)
+    return reference
+
+
+def check_reference(reference: Reference, features_fn: FeaturesFn, shape: tuple[int, ...]) -> None:
+    """Fail before sampling when the reference has another dimension than the network's features."""
+    probe = jax.ShapeDtypeStruct((1, *shape), np.uint8)
+    dim = jax.eval_shape(features_fn, probe)[0].shape[-1]
+    if reference.mu.shape != (dim,):
+        raise ConfigError(
+            f"The reference statistics have dimension {reference.mu.shape}, the feature network "
+            f"gives {dim}: config.eval.reference_stats must come from config.eval.feature_net."
+        )
+
+
+# --- sampling -----------------------------------------------------------------------------------
+
+
+def restore_ema_params(
+    config: ml_collections.ConfigDict, workdir: str, model: nn.Module, info: DataInfo,
+    step: int | None = None,
+) -> tuple[object, int]:
+    """(sampling-EMA parameters, step) of the run's checkpoint at `step` (default: the latest)."""
+    manager = checkpoint.make_manager(workdir)
+    try:
+        state = checkpoint.restore(manager, abstract_state(config, model, info), step=step)
+    finally:
+        manager.close()
+    return state.ema_params, int(state.step)
+
+
+def steps_to_evaluate(workdir: str, spec: str) -> list[int | None]:
+    """The checkpoints `spec` names: 'latest' -> [None], 'all' -> every kept step, '1000,2000' ->
+    those steps, each checked to be kept before anything is drawn."""
+    if spec == "latest":
+        return [None]
+    manager = checkpoint.make_manager(workdir)
+    try:
+        if spec == "all":
+            steps = sorted(manager.all_steps())
+            if not steps:
+                raise checkpoint.CheckpointNotFoundError(f"No checkpoint in {manager.directory}.")
+            return steps
+        try:
+            steps = [int(s) for s in spec.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--eval_steps={spec!r}: use latest, all or checkpoint steps such as 1000,2000."
+            ) from None
+        checkpoint.require_steps(manager, steps)
+        return steps
+    finally:
+        manager.close()
+
+
+def draw_batch(sampler: Sampler, params, key: jax.Array, index: int) -> np.ndarray:
+    """Global batch `index` of `sampler`, as uint8: the one place the sampler is called."""
+    return to_uint8(np.asarray(sampler(params, jax.random.fold_in(key, index))))
+
+
+class Progress:
+    """Logs samples drawn, rate and ETA at most every PROGRESS_EVERY_S seconds, and at the end."""
+
+    def __init__(self, name: str, total: int):
+        self.name, self.total, self.done = name, total, 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, count: int) -> None:
+        self.done += count
+        now = time.perf_counter()
+        if now - self.last < PROGRESS_EVERY_S and self.done < self.total:
+            return
+        self.last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        logging.info(
+            "eval %s: %d/%d samples drawn, %.1f samples/s, ETA %s", self.name, self.done,
+            self.total, rate, format_duration((self.total - self.done) / rate),
+        )
+
+
+def sample_shards(
+    sampler: Sampler, params, key: jax.Array, directory: str, config: ml_collections.ConfigDict,
+    shape: tuple[int, ...],
+) -> np.ndarray:
+    """All config.eval.num_samples samples (uint8): the shards in `directory` that are whole, the
+    missing ones drawn (batch b with fold_in(key, b)) and written."""
+    e = config.eval
+    sizes = [min(e.shard_size, e.num_samples - lo) for lo in range(0, e.num_samples, e.shard_size)]
+    shards = [read_shard(shard_path(directory, k), (n, *shape)) for k, n in enumerate(sizes)]
+    missing = [k for k, shard in enumerate(shards) if shard is None]
+    name = os.path.basename(directory)
+    logging.info("eval %s: %d of %d shards to draw.", name, len(missing), len(shards))
+    num_batches = [-(-n // e.batch_size) for n in sizes]  # the last shard's may be fewer
+    progress = Progress(name, sum(num_batches[k] for k in missing) * e.batch_size)
+    for k in missing:
+        first = k * (e.shard_size // e.batch_size)
+        batches = []
+        for b in range(first, first + num_batches[k]):
+            batches.append(draw_batch(sampler, params, key, b))
+            progress.update(len(batches[-1]))
+        shards[k] = np.concatenate(batches)[: sizes[k]]
+        if _is_writer():
+            write_shard(shard_path(directory, k), shards[k])
+    return np.concatenate(shards)
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def figures(
+    samples: np.ndarray, features_fn: FeaturesFn, reference: Reference, batch_size: int
+) -> dict[str, float | None]:
+    """FID, IS (10 splits) and KID of uint8 `samples` against `reference`; KID None without
+    reference features."""
+    batches = (samples[i : i + batch_size] for i in range(0, len(samples), batch_size))
+    features, logits = extract_features(batches, features_fn)
+    fid = frechet_distance(*feature_statistics(features), reference.mu, reference.sigma)
+    is_mean, is_std = inception_score(logits)
+    kid, kid_std = (
+        kernel_inception_distance(features, reference.features)
+        if reference.features is not None
+        else (None, None)
+    )
+    return {"fid": fid, "is": is_mean, "is_std": is_std, "kid": kid, "kid_std": kid_std}
+
+
+def write_results(workdir: str, eval_dir: str, results: dict) -> None:
+    """eval_dir/results.json, and one record appended to workdir/metrics.jsonl."""
+    _write_json(os.path.join(eval_dir, "results.json"), results)
+    record = {"step": results["step"]} | {
+        f"eval/{sampler}/{key}": value
+        for sampler, values in results["samplers"].items()
+        for key, value in values.items()
+        if value is not None
+    }
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:
+    """Sample every configured sampler from the run's checkpoint at `step` (default: the latest;
+    resuming at the first missing shard), compute FID, IS and KID, write them (see the module
+    docstring); the results.
+
+    Everything that can fail without compute (config, data, feature-network weights, reference
+    statistics file, checkpoint) is checked before sampling.
+    """
+    checks.validate(config)
+    info = data_info(config.data)
+    net = validate_eval(config, info)
+    features_fn = FEATURE_NETS[net]()
+    model = build_network(config.network, num_labels(config.data, info))
+    eval_dir = os.path.join(workdir, "eval", "" if step is None else f"step_{step:07d}")
+    params, step = restore_ema_params(config, workdir, model, info, step)
+    reference = reference_statistics(config, net, features_fn, workdir)
+    check_reference(reference, features_fn, info.shape)
+    key = jax.random.fold_in(jax.random.key(config.seed), EVAL_KEY_FOLD)
+    scfg = sampler_config(config)
+    mesh = parallel.make_mesh(config.parallel)
+    results = {
+        "step": step, "feature_net": net, "num_samples": config.eval.num_samples,
+        "reference": reference_path(config, net, workdir), "samplers": {},
+    }
+    for name in sampler_names(config):
+        directory = os.path.join(eval_dir, name)
+        if _is_writer():
+            prepare_shard_dir(directory, shard_spec(config, name, step))
+        sampler = parallel.sharded_sampler(make_sampler(scfg, model, name, info.shape), mesh)
+        samples = sample_shards(sampler, params, key, directory, config, info.shape)
+        results["samplers"][name] = figures(
+            samples, features_fn, reference, config.eval.feature_batch_size
+        )
+        logging.info("eval %s at step %d: %s", name, step, results["samplers"][name])
+    if _is_writer():
+        write_results(workdir, eval_dir, results)
+    return results

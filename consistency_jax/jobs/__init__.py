@@ -1,0 +1,2 @@
+"""What launch.py and pipeline.py run: the training loop (with its teacher) and the end-to-end
+pipeline."""

@@ -1,0 +1,73 @@
+"""The teacher of a run: the EDM run in config.objective.teacher_workdir, restored onto this run's mesh."""
+
+import dataclasses
+import os
+
+import flax.linen as nn
+import ml_collections
+from absl import logging
+from jax.sharding import Mesh
+
+from consistency_jax.config.schema import load_config
+from consistency_jax.data import DataInfo, num_labels
+from consistency_jax.errors import ConfigError
+from consistency_jax.networks import build_network
+from consistency_jax.training import checkpoint, parallel
+from consistency_jax.training.state import on_mesh, state_shapes
+
+
+class TeacherNotFoundError(FileNotFoundError):
+    """CD was pointed at a directory that holds no trained teacher."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    config: ml_collections.ConfigDict
+    model: nn.Module
+    params: object  # the teacher's sampling-EMA parameters
+
+
+def starts_from_teacher(config: ml_collections.ConfigDict) -> bool:
+    """Whether the run starts from the EDM run in objective.teacher_workdir: a CD student, or
+    consistency training (CT, iCT, ECT) from a diffusion model (ECT's diffusion pretraining)."""
+    o = config.objective
+    return o.name != "edm" and o.init_from_teacher and bool(o.teacher_workdir)
+
+
+def load_teacher(config: ml_collections.ConfigDict, info: DataInfo, mesh: Mesh | None = None) -> Teacher:
+    """The EDM teacher's EMA parameters from config.objective.teacher_workdir; fails, naming the fix.
+
+    They are restored onto `mesh` (default: config.parallel's) with this run's sharding rules,
+    whatever mesh the teacher was trained on.
+    """
+    workdir = config.objective.teacher_workdir
+    fix = (
+        f"Train the teacher first (python launch.py --config=<its EDM config> --workdir={workdir}) "
+        "or point --config.objective.teacher_workdir at a finished EDM run."
+    )
+    try:
+        tconfig = load_config(os.path.join(workdir, "config.json"))
+    except FileNotFoundError:
+        raise TeacherNotFoundError(f"No teacher run in {workdir!r} (no config.json). {fix}") from None
+    if tconfig.objective.name != "edm":
+        raise TeacherNotFoundError(
+            f"{workdir!r} holds a {tconfig.objective.name!r} run, not an EDM teacher. {fix}"
+        )
+    for key in ("model.sigma_data", "data.name", "data.image_size", "data.conditional"):
+        section, name = key.split(".")
+        if tconfig[section][name] != config[section][name]:
+            raise ConfigError(
+                f"The teacher in {workdir!r} was trained with {key}={tconfig[section][name]!r}, "
+                f"this run has {config[section][name]!r}: set them equal."
+            )
+    model = build_network(tconfig.network, num_labels(tconfig.data, info))
+    mesh = mesh or parallel.make_mesh(config.parallel)
+    manager = checkpoint.make_manager(workdir)
+    try:
+        state = checkpoint.restore(manager, on_mesh(state_shapes(tconfig, model, info), config.parallel, mesh))
+    except checkpoint.CheckpointNotFoundError:
+        raise TeacherNotFoundError(f"The teacher run {workdir!r} has no checkpoint. {fix}") from None
+    finally:
+        manager.close()
+    logging.info("Teacher: %s at step %d.", workdir, int(state.step))
+    return Teacher(tconfig, model, state.ema_params)

@@ -1,0 +1,227 @@
+"""Checkpoints of a run: the train state and the data iterator, through orbax, in WORKDIR/checkpoints.
+
+Saves are asynchronous and made by every process (orbax writes each process's shards); the
+latest `keep` checkpoints are kept, and every multiple of `keep_every` for good. Restoring takes
+a target whose leaves carry the current mesh's shardings, so a run saved on 8 devices resumes
+on 4 or 1. An unreadable newest checkpoint is skipped in favour of the one before (a save
+killed halfway never becomes a step: orbax renames its temporary directory only once complete).
+"""
+
+import os
+import shutil
+import signal
+import threading
+from types import FrameType
+from typing import Self
+
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
+from orbax.checkpoint import checkpoint_managers as policies
+
+from consistency_jax.errors import ConfigError
+from consistency_jax.training import parallel
+from consistency_jax.training.state import TrainState
+
+
+def hide_orbax_info() -> None:
+    """Keep orbax's per-save INFO lines out of absl's log (they bury the training log)."""
+    logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
+
+
+class CheckpointNotFoundError(FileNotFoundError):
+    """A run directory that should hold a checkpoint holds none."""
+
+
+class CheckpointUnreadableError(RuntimeError):
+    """Every checkpoint of a run failed to restore."""
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (disk full, no permission, ...)."""
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def unreadable_dir(workdir: str) -> str:
+    """Where checkpoints that failed to restore are moved, kept for inspection."""
+    return os.path.join(os.path.abspath(workdir), "checkpoints_unreadable")
+
+
+def make_manager(workdir: str, keep: int | None = None, keep_every: int = 0) -> ocp.CheckpointManager:
+    """The checkpoint manager of `workdir`.
+
+    With `keep` (a training run): writes, keeping the latest `keep` checkpoints plus every one
+    at a multiple of `keep_every` (0: none), and clears temporary directories of saves killed
+    halfway. Without (sampling, evaluation, a teacher): read-only, so it can read a run that
+    is still training.
+    """
+    if keep is None:
+        options = ocp.CheckpointManagerOptions(read_only=True)
+        return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+    if keep < 1 or keep_every < 0:
+        raise ConfigError(
+            f"config.train.ckpt_keep={keep} must be >= 1 and ckpt_keep_every={keep_every} >= 0."
+        )
+    kept = [policies.LatestN(n=keep)] + ([policies.EveryNSteps(keep_every)] if keep_every else [])
+    options = ocp.CheckpointManagerOptions(
+        create=True,
+        cleanup_tmp_directories=True,
+        preservation_policy=policies.AnyPreservationPolicy(kept),
+    )
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def _save_failed(manager: ocp.CheckpointManager, step: int | None, error: Exception) -> CheckpointSaveError:
+    return CheckpointSaveError(
+        f"Writing the checkpoint of step {step} to {manager.directory} failed: {error}. Check that "
+        "the disk has space and the directory is writable, then rerun the same command: it "
+        "resumes from the last complete checkpoint."
+    )
+
+
+def _wait(manager: ocp.CheckpointManager) -> None:
+    """Wait for the asynchronous save in flight, if any; its failure raises CheckpointSaveError."""
+    pending = manager.latest_step()  # a save in flight is already the latest step
+    try:
+        manager.wait_until_finished()
+    except Exception as e:  # orbax and tensorstore report OS errors under many types
+        raise _save_failed(manager, pending, e) from e
+
+
+def save(
+    manager: ocp.CheckpointManager, state: TrainState, data_iter: grain.DatasetIterator | None
+) -> None:
+    """Start an asynchronous save of `state` (and the iterator position) at state.step.
+
+    A failure of this save, or of the previous one, raises CheckpointSaveError naming its step.
+    """
+    _wait(manager)
+    step = int(state.step)
+    items = {"state": ocp.args.StandardSave(state)}
+    if data_iter is not None:
+        items["data"] = grain.checkpoint.CheckpointSave(data_iter)
+    try:
+        manager.save(step, args=ocp.args.Composite(**items), force=True)
+    except Exception as e:  # as in _wait
+        raise _save_failed(manager, step, e) from e
+
+
+def finish(manager: ocp.CheckpointManager) -> None:
+    """Wait for pending saves and close `manager`; a failed save raises CheckpointSaveError."""
+    try:
+        _wait(manager)
+    finally:
+        manager.close()
+
+
+def _restore_step(manager, step: int, abstract_state, data_iter) -> TrainState:
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if data_iter is not None:
+        items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+    return manager.restore(step, args=ocp.args.Composite(**items)).state
+
+
+def _everywhere(ok: bool) -> bool:
+    """Whether `ok` holds on every process (they must agree on the checkpoint they resume)."""
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
+
+
+def require_steps(manager: ocp.CheckpointManager, steps: list[int]) -> None:
+    """Fail, naming the kept steps, unless every one of `steps` has a checkpoint."""
+    kept = sorted(manager.all_steps())
+    missing = [s for s in steps if s not in kept]
+    if missing:
+        raise CheckpointNotFoundError(
+            f"No checkpoint at steps {missing} in {manager.directory}; it keeps {kept}."
+        )
+
+
+def restore(
+    manager: ocp.CheckpointManager,
+    abstract_state: TrainState,
+    data_iter: grain.DatasetIterator | None = None,
+    step: int | None = None,
+) -> TrainState:
+    """The state saved at `step` (default: the newest readable one) onto `abstract_state`'s shardings.
+
+    `abstract_state` holds jax.ShapeDtypeStruct leaves with shardings (train.abstract_state);
+    `data_iter`, if given, is moved to the saved position. Without `step`, a checkpoint that
+    fails to restore is skipped, with a warning, in favour of the one before.
+    """
+    if step is not None:
+        require_steps(manager, [step])
+    steps = [step] if step is not None else sorted(manager.all_steps(), reverse=True)
+    if not steps:
+        raise CheckpointNotFoundError(f"No checkpoint in {manager.directory}.")
+    errors = {}
+    for s in steps:
+        try:
+            state = _restore_step(manager, s, abstract_state, data_iter)
+        except Exception as e:  # corruption fails in many ways, in orbax or tensorstore
+            errors[s] = e
+        if _everywhere(s not in errors):
+            return state
+        logging.warning(
+            "Checkpoint %d in %s cannot be restored (%s); trying the one before.",
+            s, manager.directory, errors.get(s, "failed on another process"),
+        )
+    newest = steps[0]
+    raise CheckpointUnreadableError(
+        f"No checkpoint in {manager.directory} can be restored (steps {steps}); the newest, "
+        f"{newest}, failed with: {errors.get(newest)}. If the config changed since the run "
+        "started, use the original config; otherwise remove the directory to start afresh."
+    ) from errors.get(newest)
+
+
+def set_aside_newer(manager: ocp.CheckpointManager, workdir: str, step: int) -> None:
+    """Move checkpoints after `step` (skipped as unreadable) out of the way, into unreadable_dir."""
+    newer = [s for s in manager.all_steps() if s > step]
+    if newer and parallel.is_main_process():
+        os.makedirs(unreadable_dir(workdir), exist_ok=True)
+        for s in newer:
+            target = os.path.join(unreadable_dir(workdir), str(s))
+            shutil.rmtree(target, ignore_errors=True)
+            os.rename(os.path.join(manager.directory, str(s)), target)
+            logging.warning("Moved the unreadable checkpoint %d to %s.", s, target)
+    if newer:
+        parallel.sync("checkpoint.set_aside_newer")
+        manager.reload()
+
+
+class Preemption:
+    """Whether the run was told to stop (SIGTERM), at a step every process agrees on.
+
+    With jax.distributed initialised, jax's preemption service catches SIGTERM on any process
+    and picks the sync step; otherwise a SIGTERM handler, installed for the `with` block, sets a
+    flag read at the next step. `reached(step)` must be called at every step.
+    """
+
+    def __init__(self):
+        self._signalled = False
+        self._previous = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        del frame
+        logging.warning("Got signal %d: saving a checkpoint at the next step, then stopping.", signum)
+        self._signalled = True
+
+    def __enter__(self) -> Self:
+        if not jax.distributed.is_initialized() and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def reached(self, step: int) -> bool:
+        if jax.distributed.is_initialized():
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self._signalled

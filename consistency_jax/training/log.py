@@ -1,0 +1,74 @@
+"""Progress of a run: the JSONL metrics log, the progress line, and the non-finite-loss stop."""
+
+import json
+import os
+import time
+
+import jax
+from absl import logging
+
+from consistency_jax.training import parallel
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or its gradient stopped being finite."""
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as 1h05m or 3m07s (progress ETAs)."""
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class MetricsLog:
+    """Collects per-step metrics on device; on flush checks finiteness, and (process 0) appends
+    JSONL and prints. Every process checks, so all stop at the same step."""
+
+    def __init__(self, workdir: str, total_steps: int, nan_policy: str, manager):
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.total, self.nan_policy, self.manager = total_steps, nan_policy, manager
+        self.pending: list[tuple[int, dict, int]] = []
+        self.t0, self.step0 = time.perf_counter(), None
+
+    def add(self, step: int, metrics: dict, steps: int = 1) -> None:
+        """Metrics of step `step`, or (`steps` > 1) of steps step.. on a leading axis."""
+        if self.step0 is None:
+            self.step0 = step
+        self.pending.append((step, metrics, steps))
+
+    def _last_checkpoint(self) -> str:
+        step = self.manager.latest_step()
+        where = self.manager.directory
+        return f"step {step} in {where}" if step is not None else f"none yet in {where}"
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        steps, host = [], []
+        for (first, _, n), m in zip(self.pending, jax.device_get([m for _, m, _ in self.pending])):
+            steps += range(first, first + n)
+            host += [m] if n == 1 else [{k: v[i] for k, v in m.items()} for i in range(n)]
+        self.pending = []
+        bad = [s for s, m in zip(steps, host) if not m["finite"]]
+        if bad and self.nan_policy == "stop":
+            raise NonFiniteLossError(
+                f"The loss or gradient became non-finite at step {bad[0] + 1}; its update was not "
+                f"applied. Last good checkpoint: {self._last_checkpoint()}. Lower optim.lr, set "
+                "optim.grad_clip, or set train.nan_policy=skip to skip such steps."
+            )
+        if not parallel.is_main_process():
+            return
+        now = time.perf_counter()
+        rate = (steps[-1] + 1 - self.step0) / max(now - self.t0, 1e-9)
+        last = {k: float(v) for k, v in host[-1].items()}
+        record = {"step": steps[-1] + 1, **last, "steps_per_sec": rate, "skipped": len(bad)}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        extra = f" N {int(last['num_scales'])} mu {last['target_ema']:.5f}" if "num_scales" in last else ""
+        extra += f" stage {int(last['ect_stage'])}" if "ect_stage" in last else ""
+        eta = format_duration((self.total - steps[-1] - 1) / max(rate, 1e-9))
+        logging.info(
+            "step %d/%d loss %.5g%s %.1f steps/s ETA %s", steps[-1] + 1, self.total,
+            last["loss"], extra, rate, eta,
+        )

@@ -1,0 +1,243 @@
+"""Objectives: a config's choice of loss (`consistency_jax.core.losses`), with its draws and schedules.
+
+`make_objective(config, model, teacher_model, dim)` returns an `Objective` whose pure `loss` the
+train step differentiates. Each objective splits the step's key into (draw, noise, dropout),
+draws its noise levels from its schedule, binds the network and calls its paper's loss.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from consistency_jax.core import losses, ode, schedules
+from consistency_jax.core.parametrization import Parametrization, denoiser
+from consistency_jax.networks import network_fn
+
+DistanceFn = Callable[[Any, jax.Array, jax.Array], jax.Array]  # (variables, x, y) -> [B]
+LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Distance:
+    """d(x, y) per sample: `fn(variables, x, y)`; the variables (LPIPS weights) enter the train
+    step as an argument, never as constants baked into the compiled program."""
+
+    fn: DistanceFn
+    variables: Any = None
+
+
+def _pseudo_huber(o: ml_collections.ConfigDict, dim: int) -> Distance:
+    c = o.huber_c or losses.ict_huber_c(dim)
+    return Distance(lambda v, x, y: losses.pseudo_huber_distance(x, y, c))
+
+
+def _lpips(o: ml_collections.ConfigDict, dim: int) -> Distance:
+    """LPIPS-VGG after a bilinear resize to 224 (CM paper Sec. 5; images only)."""
+    from consistency_jax.networks.pretrained.lpips import lpips_distance, lpips_variables  # loads weights
+
+    return Distance(lpips_distance, lpips_variables())
+
+
+# name -> factory(objective config, data dimension) -> Distance
+DISTANCES: dict[str, Callable[[ml_collections.ConfigDict, int], Distance]] = {
+    "l2": lambda o, dim: Distance(lambda v, x, y: losses.l2_distance(x, y)),
+    "l1": lambda o, dim: Distance(lambda v, x, y: losses.l1_distance(x, y)),
+    "pseudo_huber": _pseudo_huber,
+    "lpips": _lpips,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """A loss `loss(params, target_params, frozen, batch, key, step) -> (loss, metrics)`.
+
+    `frozen` holds the constant inputs: {"teacher": teacher params or None, **self.frozen} (the
+    distance's variables). `target_ema(step)` is the rate mu of the target network, or None when
+    the objective keeps none (the teacher, or a target that is the stop-gradient online network).
+    """
+
+    loss: LossFn
+    target_ema: Callable[[jax.Array], jax.Array] | None
+    needs_teacher: bool = False
+    frozen: dict = dataclasses.field(default_factory=dict)
+
+    def frozen_inputs(self, teacher_params: Any = None) -> dict:
+        """The `frozen` argument of `loss` for this teacher."""
+        return {"teacher": teacher_params, **self.frozen}
+
+
+def _labels(config: ml_collections.ConfigDict, batch: dict[str, jax.Array]) -> jax.Array | None:
+    return batch["label"] if config.data.conditional else None
+
+
+def _grid(m: ml_collections.ConfigDict) -> losses.Grid:
+    return (m.sigma_min, m.sigma_max, m.rho)
+
+
+def edm_objective(config: ml_collections.ConfigDict, model: nn.Module, **_) -> Objective:
+    """The teacher: EDM denoising score matching, ln sigma ~ N(p_mean, p_std^2) (EDM Sec. 5)."""
+    o, m = config.objective, config.model
+    edm = Parametrization("edm", m.sigma_data, 0.0)
+
+    def loss(params, target_params, frozen, batch, key, step):
+        x = batch["x"]
+        k_sigma, k_noise, k_drop = jax.random.split(key, 3)
+        sigma = schedules.lognormal_sigma(k_sigma, x.shape[:1], o.p_mean, o.p_std)
+        n = jax.random.normal(k_noise, x.shape)
+        net = network_fn(model, params, _labels(config, batch), train=True, dropout_key=k_drop)
+        value = losses.edm_loss(denoiser(net, edm), x, sigma, n, m.sigma_data)
+        return value, {"loss": value}
+
+    return Objective(loss=loss, target_ema=None)
+
+
+def _student(config: ml_collections.ConfigDict, model: nn.Module, dim: int):
+    """(distance, weighting, f(params, labels, key)) shared by the consistency objectives."""
+    o, m = config.objective, config.model
+    distance = make_distance(o, dim)
+    if o.weighting not in losses.WEIGHTINGS:
+        raise ValueError(
+            f"Unknown weighting {o.weighting!r} (config.objective.weighting); "
+            f"choose one of {sorted(losses.WEIGHTINGS)}."
+        )
+    cm = Parametrization("consistency", m.sigma_data, m.sigma_min)
+
+    def f(params, labels, dropout_key):
+        return denoiser(network_fn(model, params, labels, train=True, dropout_key=dropout_key), cm)
+
+    return distance, losses.WEIGHTINGS[o.weighting], f
+
+
+def cd_objective(
+    config: ml_collections.ConfigDict, model: nn.Module, teacher_model: nn.Module, dim: int, **_
+) -> Objective:
+    """CD (CM Alg. 2): a uniform pair of the fixed N-point grid, the teacher's ODE step below."""
+    o, m = config.objective, config.model
+    distance, weighting, f = _student(config, model, dim)
+    edm = Parametrization("edm", m.sigma_data, 0.0)
+    step_fn = ode.solver_step(o.solver)
+    grid = _grid(m)
+    mu = jnp.asarray(o.target_ema, jnp.float32)  # 0: target = sg(online)
+
+    def loss(params, target_params, frozen, batch, key, step):
+        x, labels = batch["x"], _labels(config, batch)
+        k_idx, k_noise, k_drop = jax.random.split(key, 3)
+        n_scales = jnp.asarray(o.num_scales, jnp.int32)
+        t_hi, t_lo, i = losses.uniform_grid_pair(k_idx, n_scales, grid, x.shape[0])
+        teacher = denoiser(network_fn(teacher_model, frozen["teacher"], labels), edm)
+        solve = lambda x_hi: losses.teacher_ode_step(
+            step_fn, teacher, x_hi, i, n_scales, grid, o.teacher_substeps
+        )
+        target = target_params if target_params is not None else params
+        value = losses.cd_loss(
+            f(params, labels, k_drop), f(target, labels, k_drop), solve, x,
+            jax.random.normal(k_noise, x.shape), t_hi, t_lo, weighting(t_hi, t_lo),
+            lambda a, b: distance.fn(frozen["distance"], a, b),
+        )
+        return value, {"loss": value, "target_ema": mu, "num_scales": n_scales}
+
+    return Objective(
+        loss=loss, target_ema=(lambda step: mu) if o.target_ema > 0 else None, needs_teacher=True,
+        frozen={"distance": distance.variables},
+    )
+
+
+def ct_objective(config: ml_collections.ConfigDict, model: nn.Module, dim: int, **_) -> Objective:
+    """CT (CM Alg. 3: uniform pairs, N(k) and the target EMA mu(k) of CM App. C) and iCT (iCT
+    Sec. 3: lognormal pairs, N(k) doubling, target = sg(online))."""
+    o, m = config.objective, config.model
+    distance, weighting, f = _student(config, model, dim)
+    grid, total = _grid(m), config.train.num_steps
+    is_ict = o.name == "ict"
+
+    def loss(params, target_params, frozen, batch, key, step):
+        x, labels = batch["x"], _labels(config, batch)
+        k_idx, k_noise, k_drop = jax.random.split(key, 3)
+        if is_ict:
+            n_scales = schedules.ict_num_scales(step, total, o.s0, o.s1)
+            t_hi, t_lo = losses.lognormal_grid_pair(
+                k_idx, n_scales, o.s1 + 1, grid, o.p_mean, o.p_std, x.shape[0]
+            )
+        else:
+            n_scales = schedules.ct_num_scales(step, total, o.s0, o.s1)
+            t_hi, t_lo, _ = losses.uniform_grid_pair(k_idx, n_scales, grid, x.shape[0])
+        target = target_params if target_params is not None else params
+        value = losses.ct_loss(
+            f(params, labels, k_drop), f(target, labels, k_drop), x,
+            jax.random.normal(k_noise, x.shape), t_hi, t_lo, weighting(t_hi, t_lo),
+            lambda a, b: distance.fn(frozen["distance"], a, b),
+        )
+        mu = target_ema(step) if target_ema is not None else jnp.zeros(())
+        return value, {"loss": value, "target_ema": mu, "num_scales": n_scales}
+
+    target_ema = None
+    if not is_ict:  # CM App. C: mu(k) = exp(s0 ln mu0 / (N(k) - 1))
+        target_ema = lambda step: schedules.ct_target_ema(
+            schedules.ct_num_scales(step, total, o.s0, o.s1), o.s0, o.mu0
+        )
+    return Objective(loss=loss, target_ema=target_ema, frozen={"distance": distance.variables})
+
+
+def ect_objective(config: ml_collections.ConfigDict, model: nn.Module, dim: int, **_) -> Objective:
+    """ECT (ECT Sec. 3): CT's loss on continuous pairs (t, r), the gap shrinking in stages."""
+    o, m = config.objective, config.model
+    distance, weighting, f = _student(config, model, dim)
+    grid = _grid(m)
+
+    def loss(params, target_params, frozen, batch, key, step):
+        x, labels = batch["x"], _labels(config, batch)
+        k_idx, k_noise, k_drop = jax.random.split(key, 3)
+        stage = schedules.ect_stage(step, o.ect_stage_steps)
+        t, r = losses.ect_pair(k_idx, stage, grid, o.p_mean, o.p_std, o.ect_q, o.ect_k, o.ect_b, x.shape[0])
+        value = losses.ct_loss(
+            f(params, labels, k_drop), f(params, labels, k_drop), x,
+            jax.random.normal(k_noise, x.shape), t, r, weighting(t, r),
+            lambda a, b: distance.fn(frozen["distance"], a, b),
+        )
+        return value, {"loss": value, "target_ema": jnp.zeros(()), "ect_stage": stage}
+
+    return Objective(loss=loss, target_ema=None, frozen={"distance": distance.variables})
+
+
+OBJECTIVES: dict[str, Callable[..., Objective]] = {
+    "edm": edm_objective,
+    "cd": cd_objective,
+    "ct": ct_objective,
+    "ict": ct_objective,
+    "ect": ect_objective,
+}
+
+
+def needs_teacher(name: str) -> bool:
+    """Whether objective `name` takes its lower point from a teacher's ODE step (distillation)."""
+    return name == "cd"
+
+
+def make_distance(o: ml_collections.ConfigDict, dim: int) -> Distance:
+    """The distance named by `o.distance` (config.objective) for data of `dim` dimensions."""
+    if o.distance not in DISTANCES:
+        raise ValueError(
+            f"Unknown distance {o.distance!r} (config.objective.distance); "
+            f"choose one of {sorted(DISTANCES)}."
+        )
+    return DISTANCES[o.distance](o, dim)
+
+
+def make_objective(
+    config: ml_collections.ConfigDict,
+    model: nn.Module,
+    teacher_model: nn.Module | None = None,
+    dim: int = 1,
+) -> Objective:
+    """The objective named by config.objective.name ('edm', 'cd', 'ct', 'ict', 'ect')."""
+    name = config.objective.name
+    if name not in OBJECTIVES:
+        raise ValueError(
+            f"Unknown objective {name!r} (config.objective.name); choose one of {sorted(OBJECTIVES)}."
+        )
+    return OBJECTIVES[name](config, model, teacher_model=teacher_model, dim=dim)
