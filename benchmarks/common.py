@@ -212,9 +212,12 @@ def blocked_times(call: Callable[[], Any], warmup: int, reps: int) -> list[float
     return times
 
 
+MATMUL_SIZE: int | None = None  # None: 2048 on CPU, 8192 on accelerators (device_check's dry run: 256)
+
+
 @functools.cache
 def _matmul(dtype: str) -> tuple[Any, jax.Array, jax.Array]:
-    n = 2048 if jax.devices()[0].platform == "cpu" else 8192
+    n = MATMUL_SIZE or (2048 if jax.devices()[0].platform == "cpu" else 8192)
     a, b = jax.random.normal(jax.random.key(0), (2, n, n), jnp.float32).astype(dtype)
     return compile_timed(jax.jit(jnp.matmul), a, b)[0], a, b
 

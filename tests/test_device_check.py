@@ -68,9 +68,9 @@ def test_dry_run_reports_every_section_and_writes_json_and_markdown(tmp_path):
 
 
 def test_section_over_its_budget_is_skipped_and_reported(tmp_path):
-    record, md = dry_run(tmp_path, "--budget_s=100", "--budgets=env=40,tests=0,bench=1000")
+    record, md = dry_run(tmp_path, "--budget_s=100", "--budgets=env=0,tests=0,bench=1000")
     by_name = sections(record)
-    assert by_name["env"]["status"] == "ran"
+    assert by_name["env"]["status"] == "skipped" and "over its budget" in by_name["env"]["reason"]
     assert by_name["tests"] == {**by_name["tests"], "status": "skipped", "rows": []}
     assert "over its budget" in by_name["tests"]["reason"]
     assert by_name["bench"]["status"] == "skipped"
