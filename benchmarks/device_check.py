@@ -354,6 +354,9 @@ def run_sections(opts: argparse.Namespace) -> dict:
         "elapsed_s": round(_now() - start, 2),
         "sections": sections,
     }
+    device = [r["device"] for s in sections for r in s["rows"] if isinstance(r.get("device"), dict)]
+    if device:  # the bench's matmul row: platform, device kind, jax (as benchmarks/common.py records)
+        record["device"] = device[0]
     (out / "device_check.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / "device_check.md").write_text(markdown(record))
     print(markdown(record))
@@ -494,7 +497,6 @@ def run_part(part: dict, size: Size, state: dict, common: Any, sampling: Any, tr
         name = name or sampling.generate.sampler_names(config)[0]
         row = sampling.bench_sampler(size.preset, name, config, params, min(size.warmup, 1), size.sample_reps)
     jax.clear_caches()
-    row.pop("times_s", None)
     return {**row, **_device_peak(before, common), "compute_dtype": config.network.compute_dtype}
 
 

@@ -87,9 +87,8 @@ ls -s --block-size=K "$DEST" | sed 1d | sort -n -r
 total_kib="$(du -sk "$DEST" | cut -f1)"
 echo "total $((total_kib / 1024)) MiB of the ${LIMIT_MIB} MiB that may travel with one device call (tree + carry)"
 if [ "$total_kib" -gt $((LIMIT_MIB * 1024 - 8 * 1024)) ]; then
-  echo "WARNING: too large to carry with the working tree: carry only what the device lacks" >&2
-  echo "(drop --jax; split the wheels over calls, installing into a --site that persists" >&2
-  echo "only while the machine stays warm), and check sizes with pip download first." >&2
+  echo "WARNING: too large to carry with the working tree. Carry only what the device lacks:" >&2
+  echo "without --jax the check uses the image's own jax, and its env rows say which version." >&2
   exit 1
 fi
 echo "next: device run with carry [\"wheels\"]; see docs/performance.md#device-check"
