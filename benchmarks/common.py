@@ -63,7 +63,7 @@ def _digits_config(objective: str) -> ml_collections.ConfigDict:
 def preset_config(
     preset: str, objective: str, keep_lpips: bool = False
 ) -> ml_collections.ConfigDict:
-    """The `objective` ('edm', 'cd', 'ct', 'ict') config of a preset; LPIPS -> l2 unless `keep_lpips`.
+    """The `objective` ('edm', 'cd', 'ct', 'ict', 'ect') config of a preset; LPIPS -> l2 unless `keep_lpips`.
 
     LPIPS needs downloaded VGG weights; l2 times the same consistency step without its VGG pass.
     """

@@ -11,10 +11,11 @@ does not fit in what is left of --budget_s is skipped and reported):
   tests  the GPU-relevant tests through pytest -k: the bf16 train step against float32 on one
          batch, the sharded step on one real device, sampling;
   bench  the CIFAR-10-size steps through benchmarks/train_step.py and sampling.py's functions:
-         EDM and CD in bf16 at batch 512 and 128, with and without remat (time, FLOP/s over a bf16
-         matmul on the same device, compile time, XLA's buffer sizes and the device's own peak),
-         one-step vs Heun-35 sampling at batch 512, 1 vs 8 steps per dispatch; one row per part,
-         the most wanted first; a part that would overrun what is left is skipped;
+         EDM and CD in bf16 at batch 512 and 128, with and without remat, and CT, iCT and ECT at
+         512 with their time over EDM's (time, FLOP/s over a bf16 matmul on the same device,
+         compile time, XLA's buffer sizes and the device's own peak), one-step vs Heun-35
+         sampling at batch 512, 1 vs 8 steps per dispatch; one row per part, the most wanted
+         first; a part that would overrun what is left is skipped;
   report device_check.json (every section: status, reason, budget, elapsed, rows) and
          device_check.md (one table per section) in --out.
 --dry-run runs the same sections on the CPU at toy sizes (the digits preset shrunk, batches of 4
@@ -84,7 +85,8 @@ DRY = Size(
 def bench_parts(size: Size) -> list[dict]:
     """The bench section's parts, the most wanted first: the bf16 matmul rate, the CD step at the
     large batch (the issue's 40%-of-matmul target), one-step vs Heun-35 sampling (its 30x target),
-    then EDM, remat, the small batch, and steps per dispatch."""
+    then EDM, CT, iCT and ECT (each with its time over EDM's), remat, the small batch, and steps
+    per dispatch."""
     small, large = size.batches
     train = lambda objective, batch, remat: {
         "part": f"train_{objective}_b{batch}{'_remat' if remat else ''}",
@@ -99,6 +101,7 @@ def bench_parts(size: Size) -> list[dict]:
         sample("onestep"),
         sample("teacher"),
         train("edm", large, False),
+        *(train(objective, large, False) for objective in ("ct", "ict", "ect")),
         train("cd", large, True),
         train("edm", large, True),
         train("edm", small, False),
@@ -370,7 +373,7 @@ COLUMNS = {
     "env": ("requirement", "pinned", "found", "source", "status"),
     "tests": ("test", "outcome", "seconds"),
     "bench": (
-        "part", "status", "batch", "compile_s", "step_s", "batch_s", "img_s", "flop_s", "matmul_flop_s",
+        "part", "status", "batch", "compile_s", "step_s", "vs_edm", "batch_s", "img_s", "flop_s", "matmul_flop_s",
         "peak_frac", "speedup_vs_teacher", "single_ms", "scanned_ms", "speedup", "peak_mib",
         "device_peak_mib", "device_peak_set", "reason",
     ),
@@ -452,6 +455,7 @@ def worker(opts: argparse.Namespace) -> None:
         rows.append(row)
         # FLOP/s of the samplers (NFE x the one-step's FLOPs) and their speed-up over the teacher
         sampling.add_derived([r for r in rows if r["kind"] == "sampling" and r["status"] == "ran"])
+        train_step.add_vs_edm([r for r in rows if r["kind"] == "train" and r["status"] == "ran"])
         tmp = rows_file.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
         tmp.replace(rows_file)
@@ -484,6 +488,7 @@ def run_part(part: dict, size: Size, state: dict, common: Any, sampling: Any, tr
         config.network.remat = part["remat"]
         batch = common.synthetic_batch(info, part["batch"])
         row, step = train_step.bench_objective(config, size.preset, params, batch, size.warmup, size.steps)
+        row["remat"] = part["remat"]
         del step
     elif kind == "dispatch":
         batch = common.synthetic_batch(info, part["batch"])

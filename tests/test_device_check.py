@@ -44,7 +44,7 @@ def check_bench_rows(bench: dict) -> None:
 
 
 def test_dry_run_reports_every_section_and_writes_json_and_markdown(tmp_path):
-    parts = "matmul,sample_onestep_b8,sample_teacher_b8,train_edm_b4"
+    parts = "matmul,sample_onestep_b8,sample_teacher_b8,train_edm_b4,train_ect_b4"
     record, md = dry_run(tmp_path, f"--parts={parts}")
     by_name = sections(record)
     assert list(by_name) == ["env", "tests", "bench"]
@@ -60,6 +60,8 @@ def test_dry_run_reports_every_section_and_writes_json_and_markdown(tmp_path):
     check_bench_rows(by_name["bench"])
     onestep, teacher = bench[1], bench[2]
     assert onestep["speedup_vs_teacher"] > 1 and teacher["sampler"].startswith("teacher_heun")
+    edm, ect = bench[3], bench[4]
+    assert edm["vs_edm"] == 1 and ect["vs_edm"] == ect["step_s"] / edm["step_s"]
     # The Markdown has the section table and one table per section, a line per row.
     for name in ("env", "tests", "bench"):
         assert f"## {name}" in md
@@ -86,4 +88,16 @@ def test_full_dry_run(tmp_path):
     assert by_name["env"]["status"] == "ran" and by_name["tests"]["status"] == "ran"
     assert by_name["bench"]["status"] in ("ran", "partial")
     check_bench_rows(by_name["bench"])
-    assert len(by_name["bench"]["rows"]) == 12
+    assert len(by_name["bench"]["rows"]) == 15
+
+
+def test_vs_edm_pairs_rows_of_the_same_preset_network_batch_and_dtype():
+    from benchmarks import train_step
+
+    row = lambda objective, batch, step_s, dtype="bfloat16": {
+        "preset": "cifar10", "network": "ncsnpp", "objective": objective, "batch": batch, "step_s": step_s,
+        "matmul_dtype": dtype,
+    }
+    rows = [row("edm", 8, 2.0), row("cd", 8, 5.0), row("ict", 16, 3.0), row("ct", 8, 3.0, "float32")]
+    train_step.add_vs_edm(rows)
+    assert [r.get("vs_edm") for r in rows] == [1.0, 2.5, None, None]  # no EDM row at 16 or in float32
