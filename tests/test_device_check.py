@@ -101,3 +101,20 @@ def test_vs_edm_pairs_rows_of_the_same_preset_network_batch_and_dtype():
     rows = [row("edm", 8, 2.0), row("cd", 8, 5.0), row("ict", 16, 3.0), row("ct", 8, 3.0, "float32")]
     train_step.add_vs_edm(rows)
     assert [r.get("vs_edm") for r in rows] == [1.0, 2.5, None, None]  # no EDM row at 16 or in float32
+
+
+def test_default_test_selection_is_the_one_device_gpu_tests():
+    """The tests section's -k picks the bf16 step, the one-device mesh and test_sampling.py, not
+    the 8-CPU-device subprocess of test_parallel.py (minutes, and never on the GPU)."""
+    from benchmarks import device_check
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-k",
+         device_check.TEST_K, *device_check.TEST_FILES],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    selected = [line for line in proc.stdout.splitlines() if "::" in line]
+    assert "tests/test_precision.py::test_bfloat16_train_step_matches_float32_on_the_same_batch" in selected
+    assert "tests/test_parallel.py::test_sharded_step_on_one_device_mesh_equals_unsharded_step" in selected
+    assert sum(s.startswith("tests/test_sampling.py::") for s in selected) >= 6
+    assert not [s for s in selected if s.startswith("tests/test_parallel.py::") and "one_device_mesh" not in s]
