@@ -63,7 +63,7 @@ def _digits_config(objective: str) -> ml_collections.ConfigDict:
 def preset_config(
     preset: str, objective: str, keep_lpips: bool = False
 ) -> ml_collections.ConfigDict:
-    """The `objective` ('edm', 'cd', 'ct', 'ict') config of a preset; LPIPS -> l2 unless `keep_lpips`.
+    """The `objective` ('edm', 'cd', 'ct', 'ict', 'ect') config of a preset; LPIPS -> l2 unless `keep_lpips`.
 
     LPIPS needs downloaded VGG weights; l2 times the same consistency step without its VGG pass.
     """
@@ -212,9 +212,12 @@ def blocked_times(call: Callable[[], Any], warmup: int, reps: int) -> list[float
     return times
 
 
+MATMUL_SIZE: int | None = None  # None: 2048 on CPU, 8192 on accelerators (device_check's dry run: 256)
+
+
 @functools.cache
 def _matmul(dtype: str) -> tuple[Any, jax.Array, jax.Array]:
-    n = 2048 if jax.devices()[0].platform == "cpu" else 8192
+    n = MATMUL_SIZE or (2048 if jax.devices()[0].platform == "cpu" else 8192)
     a, b = jax.random.normal(jax.random.key(0), (2, n, n), jnp.float32).astype(dtype)
     return compile_timed(jax.jit(jnp.matmul), a, b)[0], a, b
 

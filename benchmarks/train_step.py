@@ -1,4 +1,4 @@
-"""Training-step throughput of the teacher (edm), CD, CT and iCT steps, and the input pipeline's cost.
+"""Training-step throughput of the teacher (edm), CD, CT, iCT and ECT steps, and the input pipeline's cost.
 
     python benchmarks/train_step.py --preset=digits --batch=128
     python benchmarks/train_step.py --preset=cifar10 --batch=8 --steps=2 --warmup=1 --pipeline=False
@@ -36,7 +36,7 @@ from consistency_jax.training.objectives import make_objective
 from consistency_jax.training.state import create_train_state, make_optimizer
 from consistency_jax.training.step import make_train_step
 
-OBJECTIVES = ("edm", "cd", "ct", "ict")
+OBJECTIVES = ("edm", "cd", "ct", "ict", "ect")
 
 
 @dataclasses.dataclass
@@ -221,12 +221,23 @@ def bench_objective(
     return row, step
 
 
+def add_vs_edm(rows: list[dict]) -> None:
+    """vs_edm: a row's step time over the EDM step's on the same preset, network, batch and compute
+    dtype in the same run (the rows given), where that EDM row is among them."""
+    ident = lambda r: (r["preset"], r.get("network"), r["batch"], r.get("matmul_dtype"), r.get("remat"))
+    edm = {ident(r): r["step_s"] for r in rows if r.get("objective") == "edm" and r.get("step_s")}
+    for r in rows:
+        if r.get("step_s") and ident(r) in edm:
+            r["vs_edm"] = r["step_s"] / edm[ident(r)]
+
+
 TRAIN_COLUMNS = (
     "preset",
     "objective",
     "batch",
     "compile_s",
     "step_s",
+    "vs_edm",
     "min_s",
     "steps_s",
     "img_s",
@@ -304,6 +315,7 @@ def run(
             f"  {preset} {row['objective']}: {row['step_s']:.3g} s/step ({row['img_s']:.3g} img/s)",
             flush=True,
         )
+    add_vs_edm(rows)
     return rows, pipe
 
 

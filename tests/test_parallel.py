@@ -196,6 +196,21 @@ def test_checkpoint_of_8_devices_resumes_on_4_and_1(eight, tmp_path):
     assert sorted(run_utils.logged_steps(workdir)) == list(range(1, 9))
 
 
+def test_sharded_step_on_one_device_mesh_equals_unsharded_step():
+    """The sharded step (NamedSharding on a mesh of this process's first device: a real GPU in the
+    device check) against the plain jitted step, STEPS steps of toy CT with dropout."""
+    config = run_utils.config("toy_ct", CT)
+    mesh = jax.make_mesh(
+        (1, 1), (parallel.DATA, parallel.FSDP), axis_types=(jax.sharding.AxisType.Auto,) * 2,
+        devices=jax.devices()[:1],
+    )
+    losses, reference, _ = _run_steps(config, None)
+    sharded_losses, state, shardings = _run_steps(config, mesh)
+    np.testing.assert_allclose(sharded_losses, losses, rtol=1e-5)
+    assert run_utils.max_difference(run_utils.flat(reference), run_utils.flat(state)) < 1e-5
+    assert all(a.sharding == s for a, s in zip(jax.tree.leaves(state), jax.tree.leaves(shardings), strict=True))
+
+
 def test_leaf_spec_shards_the_largest_divisible_dimension():
     P = jax.sharding.PartitionSpec
     assert parallel.leaf_spec((64, 256), fsdp=4, min_size=16) == P(None, "fsdp")
