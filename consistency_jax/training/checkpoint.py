@@ -194,22 +194,45 @@ def set_aside_newer(manager: ocp.CheckpointManager, workdir: str, step: int) -> 
         manager.reload()
 
 
+class Preempted(Exception):
+    """The run stopped on a signal once its checkpoint was saved; rerunning resumes it.
+
+    `exit_status` is the shell's convention for a process ended by signal `signum`, 128 +
+    signum (143 for SIGTERM): non-zero, so a scheduler does not take the run for finished, and
+    distinct from 1 (a crash) and 2 (a user error).
+    """
+
+    def __init__(self, step: int, signum: int = signal.SIGTERM):
+        self.step, self.signum = step, signum
+        self.exit_status = 128 + signum
+        super().__init__(
+            f"Stopped at step {step} on request (signal {signum}, exit status {self.exit_status}); "
+            "rerun the same command to resume."
+        )
+
+    def __reduce__(self):  # rebuilt from its arguments when it crosses a process boundary
+        return Preempted, (self.step, self.signum)
+
+
 class Preemption:
     """Whether the run was told to stop (SIGTERM), at a step every process agrees on.
 
     With jax.distributed initialised, jax's preemption service catches SIGTERM on any process
     and picks the sync step; otherwise a SIGTERM handler, installed for the `with` block, sets a
-    flag read at the next step. `reached(step)` must be called at every step.
+    flag read at the next step. `reached(step)` must be called at every step. A signal while
+    the block waits for the final save only sets `signum`: the save completes first.
     """
 
     def __init__(self):
         self._signalled = False
         self._previous = None
+        self.signum: int | None = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         del frame
         logging.warning("Got signal %d: saving a checkpoint at the next step, then stopping.", signum)
         self._signalled = True
+        self.signum = signum
 
     def __enter__(self) -> Self:
         if not jax.distributed.is_initialized() and threading.current_thread() is threading.main_thread():
