@@ -10,6 +10,7 @@ Exit status: 0 done; 2 a user error (the message alone, no traceback); 128 + sig
 (143 for SIGTERM) stopped on request after saving a checkpoint, so rerun to resume; 1 a crash.
 """
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -27,7 +28,7 @@ from consistency_jax.jobs import train
 from consistency_jax.jobs.teacher import TeacherNotFoundError
 from consistency_jax.networks import build_network
 from consistency_jax.networks.pretrained import WeightsUnavailableError
-from consistency_jax.training import checkpoint, compile_cache, parallel
+from consistency_jax.training import checkpoint, compile_cache, lock, parallel
 from consistency_jax.training.log import NonFiniteLossError
 from consistency_jax.training.state import abstract_state
 
@@ -72,6 +73,7 @@ USER_ERRORS = (
     checkpoint.CheckpointUnreadableError,
     checkpoint.CheckpointSaveError,
     WeightsUnavailableError,
+    lock.WorkdirLockedError,
 )
 
 
@@ -147,6 +149,12 @@ def init_distributed() -> None:
     jax.distributed.initialize(**args)
 
 
+def locked(workdir: str, job: str) -> contextlib.AbstractContextManager:
+    """The workdir's lock for a sampling or eval job (train takes its own); none for a workdir
+    that does not exist, which the job reports as holding no checkpoint."""
+    return lock.WorkdirLock(workdir, job) if os.path.isdir(workdir) else contextlib.nullcontext()
+
+
 def check_backend() -> None:
     """Start JAX's backend; JAX_PLATFORMS naming one this machine lacks is a user error."""
     try:
@@ -174,9 +182,11 @@ def main(argv) -> None:
         if FLAGS.mode == "train":
             train.train(config, FLAGS.workdir, FLAGS.allow_config_change)
         elif FLAGS.mode == "sample":
-            sample(config, FLAGS.workdir)
+            with locked(FLAGS.workdir, "sample"):
+                sample(config, FLAGS.workdir)
         else:
-            run_evals(config, FLAGS.workdir, FLAGS.eval_steps)
+            with locked(FLAGS.workdir, "eval"):
+                run_evals(config, FLAGS.workdir, FLAGS.eval_steps)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -14,6 +14,7 @@ from consistency_jax.core.losses import WEIGHTINGS
 from consistency_jax.core.sampling import TEACHER_SOLVERS, check_multistep_sigmas
 from consistency_jax.errors import ConfigError
 from consistency_jax.networks import COMPUTE_DTYPES, NETWORKS
+from consistency_jax.training.lock import LOCK_NAME
 from consistency_jax.training.objectives import DISTANCES, OBJECTIVES, needs_teacher
 from consistency_jax.training.state import OPTIMIZERS
 
@@ -248,17 +249,17 @@ def check_resumable(
     )
 
 
-def check_workdir(workdir: str, ignore: tuple[str, ...] = ()) -> None:
+def check_workdir(workdir: str) -> None:
     """Refuse an empty --workdir, and an existing non-empty folder that holds no run (no
     config.json, no checkpoints/): training there would mix a run with someone else's files.
-    Names in `ignore` (a lock file) do not count."""
+    A lock file alone (a run killed as it started) does not count."""
     if not workdir.strip():
         raise ConfigError("--workdir is empty: name the run's folder, e.g. --workdir=runs/toy_edm.")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"--workdir={workdir} is a file, not a folder: name a folder for the run.")
     if not os.path.isdir(workdir):
         return
-    names = set(os.listdir(workdir)) - set(ignore)
+    names = set(os.listdir(workdir)) - {LOCK_NAME}
     if names and not names & {"config.json", "checkpoints"}:
         raise ConfigError(
             f"--workdir={workdir} is a non-empty folder that holds no run (no config.json or "

@@ -16,7 +16,7 @@ from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation.samples import write_samples
 from consistency_jax.jobs.teacher import Teacher, load_teacher, starts_from_teacher
 from consistency_jax.networks import build_network
-from consistency_jax.training import checkpoint, parallel
+from consistency_jax.training import checkpoint, lock, parallel
 from consistency_jax.training.log import MetricsLog
 from consistency_jax.training.objectives import make_objective, needs_teacher
 from consistency_jax.training.state import (
@@ -105,57 +105,58 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
     objective = make_objective(config, model, teacher.model if distils else None, dim)
     step = latest_step(workdir)
     check_resume_step(step, t)
-    write_config(config, workdir, step is not None, allow_config_change)  # once every input is checked
-    optimizer = make_optimizer(config.optim)
-    key = jax.random.key(config.seed)
-    target = abstract_state(config, model, info, mesh)
-    shardings = jax.tree.map(lambda a: a.sharding, target)
-    manager = checkpoint.make_manager(workdir, keep=t.ckpt_keep, keep_every=t.ckpt_keep_every)
-    data_iter, _ = build_dataset(
-        config.data, seed=config.seed, process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    )
-    if manager.latest_step() is not None:
-        state = checkpoint.restore(manager, target, data_iter)
-        checkpoint.set_aside_newer(manager, workdir, int(state.step))
-        logging.info("Resumed from step %d in %s.", int(state.step), workdir)
-    else:
-        state = initial_state(config, model, objective, optimizer, info, key, teacher, shardings)
-    train_step = make_train_step(
-        objective, optimizer, t.ema_rate, teacher.params if distils else None,
-        ema_warmup=t.ema_warmup, shardings=(shardings, parallel.replicated(mesh)),
-        steps_per_call=t.steps_per_dispatch,
-    )
-    log = MetricsLog(workdir, t.num_steps, t.nan_policy, manager)
-    train_key = jax.random.fold_in(key, 1)
-    k = t.steps_per_dispatch
-    stopped = None
-    # The SIGTERM handler stays installed until the last save is on disk, so that a signal
-    # during it waits for it rather than killing the process.
-    with checkpoint.Preemption() as preemption:
-        try:
-            for step in range(int(state.step), t.num_steps, k):
-                batch = parallel.shard_batch(next_batches(data_iter, k), mesh, stacked=k > 1)
-                state, metrics = train_step(state, batch, step_keys(train_key, step, k))
-                log.add(step, metrics, k)
-                done = step + k
-                preempted = preemption.reached(done // k)
-                save = done % t.ckpt_every == 0 or done == t.num_steps or preempted
-                if save or done % t.log_every == 0:
-                    log.flush()
-                if save:
-                    checkpoint.save(manager, state, data_iter)
-                if preempted:
-                    stopped = done
-                    break
-                if t.sample_every and done % t.sample_every == 0 and done != t.num_steps:
-                    write_samples(config, workdir, model, state.ema_params, info, tag=f"_{done:07d}")
-        finally:
-            checkpoint.finish(manager)
-    if stopped is not None or preemption.signum is not None:
-        raise checkpoint.Preempted(int(state.step), preemption.signum or signal.SIGTERM)
-    write_samples(config, workdir, model, state.ema_params, info)
-    return state
+    with lock.WorkdirLock(workdir, "train"):  # held until the run ends; refuses a second run
+        write_config(config, workdir, step is not None, allow_config_change)  # once every input is checked
+        optimizer = make_optimizer(config.optim)
+        key = jax.random.key(config.seed)
+        target = abstract_state(config, model, info, mesh)
+        shardings = jax.tree.map(lambda a: a.sharding, target)
+        manager = checkpoint.make_manager(workdir, keep=t.ckpt_keep, keep_every=t.ckpt_keep_every)
+        data_iter, _ = build_dataset(
+            config.data, seed=config.seed, process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+        if manager.latest_step() is not None:
+            state = checkpoint.restore(manager, target, data_iter)
+            checkpoint.set_aside_newer(manager, workdir, int(state.step))
+            logging.info("Resumed from step %d in %s.", int(state.step), workdir)
+        else:
+            state = initial_state(config, model, objective, optimizer, info, key, teacher, shardings)
+        train_step = make_train_step(
+            objective, optimizer, t.ema_rate, teacher.params if distils else None,
+            ema_warmup=t.ema_warmup, shardings=(shardings, parallel.replicated(mesh)),
+            steps_per_call=t.steps_per_dispatch,
+        )
+        log = MetricsLog(workdir, t.num_steps, t.nan_policy, manager)
+        train_key = jax.random.fold_in(key, 1)
+        k = t.steps_per_dispatch
+        stopped = None
+        # The SIGTERM handler stays installed until the last save is on disk, so that a signal
+        # during it waits for it rather than killing the process.
+        with checkpoint.Preemption() as preemption:
+            try:
+                for step in range(int(state.step), t.num_steps, k):
+                    batch = parallel.shard_batch(next_batches(data_iter, k), mesh, stacked=k > 1)
+                    state, metrics = train_step(state, batch, step_keys(train_key, step, k))
+                    log.add(step, metrics, k)
+                    done = step + k
+                    preempted = preemption.reached(done // k)
+                    save = done % t.ckpt_every == 0 or done == t.num_steps or preempted
+                    if save or done % t.log_every == 0:
+                        log.flush()
+                    if save:
+                        checkpoint.save(manager, state, data_iter)
+                    if preempted:
+                        stopped = done
+                        break
+                    if t.sample_every and done % t.sample_every == 0 and done != t.num_steps:
+                        write_samples(config, workdir, model, state.ema_params, info, tag=f"_{done:07d}")
+            finally:
+                checkpoint.finish(manager)
+        if stopped is not None or preemption.signum is not None:
+            raise checkpoint.Preempted(int(state.step), preemption.signum or signal.SIGTERM)
+        write_samples(config, workdir, model, state.ema_params, info)
+        return state
 
 
 def next_batches(data_iter: Any, k: int) -> dict:
