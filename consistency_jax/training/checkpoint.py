@@ -5,6 +5,8 @@ latest `keep` checkpoints are kept, and every multiple of `keep_every` for good.
 a target whose leaves carry the current mesh's shardings, so a run saved on 8 devices resumes
 on 4 or 1. An unreadable newest checkpoint is skipped in favour of the one before (a save
 killed halfway never becomes a step: orbax renames its temporary directory only once complete).
+Each checkpoint carries a checksum of every array of the state (training/checksum.py), checked
+when it is restored: a mismatch makes it unreadable, like any other damage.
 """
 
 import os
@@ -23,7 +25,7 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
 from consistency_jax.errors import ConfigError
-from consistency_jax.training import parallel
+from consistency_jax.training import checksum, parallel
 from consistency_jax.training.state import TrainState
 
 
@@ -42,6 +44,13 @@ class CheckpointUnreadableError(RuntimeError):
 
 class CheckpointSaveError(OSError):
     """A checkpoint could not be written (disk full, no permission, ...)."""
+
+
+class CheckpointCorruptError(RuntimeError):
+    """A checkpoint's arrays do not match the checksums saved with them."""
+
+
+CHECKSUMS = "checksums"  # the checkpoint item holding them
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -103,7 +112,7 @@ def save(
     """
     _wait(manager)
     step = int(state.step)
-    items = {"state": ocp.args.StandardSave(state)}
+    items = {"state": ocp.args.StandardSave(state), CHECKSUMS: ocp.args.JsonSave(checksum.checksums(state))}
     if data_iter is not None:
         items["data"] = grain.checkpoint.CheckpointSave(data_iter)
     try:
@@ -121,10 +130,26 @@ def finish(manager: ocp.CheckpointManager) -> None:
 
 
 def _restore_step(manager, step: int, abstract_state, data_iter) -> TrainState:
+    """The state at `step`, its checksums verified (checkpoints written before checksums were
+    saved are restored unverified, with a warning)."""
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iter is not None:
         items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
-    return manager.restore(step, args=ocp.args.Composite(**items)).state
+    verified = os.path.isdir(os.path.join(manager.directory, str(step), CHECKSUMS))
+    if verified:
+        items[CHECKSUMS] = ocp.args.JsonRestore()
+    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    if not verified:
+        logging.warning("Checkpoint %d in %s has no checksums (an older save): not verified.", step, manager.directory)
+        return restored.state
+    bad = checksum.mismatches(restored[CHECKSUMS], checksum.checksums(restored.state))
+    if bad:
+        named = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+        raise CheckpointCorruptError(
+            f"the data of {len(bad)} array{'s' if len(bad) > 1 else ''} ({named}) does not match the "
+            "checksums saved with it: the files were damaged or changed on disk"
+        )
+    return restored.state
 
 
 def _everywhere(ok: bool) -> bool:

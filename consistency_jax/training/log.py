@@ -30,6 +30,7 @@ class MetricsLog:
         self.total, self.nan_policy, self.manager = total_steps, nan_policy, manager
         self.pending: list[tuple[int, dict, int]] = []
         self.t0, self.step0 = time.perf_counter(), None
+        self.flushed = False
 
     def add(self, step: int, metrics: dict, steps: int = 1) -> None:
         """Metrics of step `step`, or (`steps` > 1) of steps step.. on a leading axis."""
@@ -41,6 +42,17 @@ class MetricsLog:
         step = self.manager.latest_step()
         where = self.manager.directory
         return f"step {step} in {where}" if step is not None else f"none yet in {where}"
+
+    def _after_resume(self) -> str:
+        """Corrupt input as a suspect, when the loss fails in the first steps after a resume."""
+        if self.flushed or not self.step0:
+            return ""
+        return (
+            f" This came within the first steps after resuming from step {self.step0}: if the loss "
+            "was finite before, the data or that checkpoint may be corrupt (its arrays are checked "
+            "against their checksums when restored, its data iterator position is not); "
+            f"moving checkpoint {self.step0} into checkpoints_unreadable/ resumes from the one before."
+        )
 
     def flush(self) -> None:
         if not self.pending:
@@ -55,8 +67,9 @@ class MetricsLog:
             raise NonFiniteLossError(
                 f"The loss or gradient became non-finite at step {bad[0] + 1}; its update was not "
                 f"applied. Last good checkpoint: {self._last_checkpoint()}. Lower optim.lr, set "
-                "optim.grad_clip, or set train.nan_policy=skip to skip such steps."
+                f"optim.grad_clip, or set train.nan_policy=skip to skip such steps.{self._after_resume()}"
             )
+        self.flushed = True
         if not parallel.is_main_process():
             return
         now = time.perf_counter()
