@@ -28,7 +28,7 @@ from consistency_jax.jobs import train
 from consistency_jax.jobs.teacher import TeacherNotFoundError
 from consistency_jax.networks import build_network
 from consistency_jax.networks.pretrained import WeightsUnavailableError
-from consistency_jax.training import checkpoint, compile_cache, lock, parallel
+from consistency_jax.training import checkpoint, compile_cache, files, lock, parallel
 from consistency_jax.training.log import NonFiniteLossError
 from consistency_jax.training.state import abstract_state
 
@@ -74,6 +74,7 @@ USER_ERRORS = (
     checkpoint.CheckpointSaveError,
     WeightsUnavailableError,
     lock.WorkdirLockedError,
+    files.WriteError,
 )
 
 

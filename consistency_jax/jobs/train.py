@@ -16,7 +16,7 @@ from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation.samples import write_samples
 from consistency_jax.jobs.teacher import Teacher, load_teacher, starts_from_teacher
 from consistency_jax.networks import build_network
-from consistency_jax.training import checkpoint, lock, parallel
+from consistency_jax.training import checkpoint, files, lock, parallel
 from consistency_jax.training.log import MetricsLog
 from consistency_jax.training.objectives import make_objective, needs_teacher
 from consistency_jax.training.state import (
@@ -40,11 +40,13 @@ def write_config(
         checks.check_resumable(config, workdir, started, allow_change)
     if not parallel.is_main_process():
         return
+    text = config.to_json(indent=2)
+    if os.path.exists(path):
+        with open(path) as f:
+            if f.read() == text:
+                return  # a resume with the same config writes nothing
     os.makedirs(workdir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(config.to_json(indent=2))
-    os.replace(tmp, path)
+    files.write_atomic(path, lambda f: f.write(text.encode()), "the run's config")
 
 
 def latest_step(workdir: str) -> int | None:
@@ -127,7 +129,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
             ema_warmup=t.ema_warmup, shardings=(shardings, parallel.replicated(mesh)),
             steps_per_call=t.steps_per_dispatch,
         )
-        log = MetricsLog(workdir, t.num_steps, t.nan_policy, manager)
+        log = MetricsLog(workdir, t.num_steps, t.nan_policy, manager, start=int(state.step))
         train_key = jax.random.fold_in(key, 1)
         k = t.steps_per_dispatch
         stopped = None
@@ -139,6 +141,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
                     batch = parallel.shard_batch(next_batches(data_iter, k), mesh, stacked=k > 1)
                     state, metrics = train_step(state, batch, step_keys(train_key, step, k))
                     log.add(step, metrics, k)
+                    checkpoint.check(manager)
                     done = step + k
                     preempted = preemption.reached(done // k)
                     save = done % t.ckpt_every == 0 or done == t.num_steps or preempted

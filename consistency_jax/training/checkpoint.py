@@ -9,9 +9,11 @@ Each checkpoint carries a checksum of every array of the state (training/checksu
 when it is restored: a mismatch makes it unreadable, like any other damage.
 """
 
+import errno
 import os
 import shutil
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Self
@@ -29,9 +31,23 @@ from consistency_jax.training import checksum, parallel
 from consistency_jax.training.state import TrainState
 
 
+def _orbax_noise(record) -> bool:
+    """orbax's own log lines, and asyncio's tracebacks of orbax's write tasks that failed along
+    with a save (the save's failure is reported once, as CheckpointSaveError)."""
+    return "orbax" in record.pathname or str(record.msg).startswith("Task exception was never retrieved")
+
+
+def _closed_loop(error: BaseException | None) -> bool:
+    return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
 def hide_orbax_info() -> None:
-    """Keep orbax's per-save INFO lines out of absl's log (they bury the training log)."""
-    logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
+    """Keep orbax's per-save lines out of absl's log (they bury the training log), and the
+    'Event loop is closed' errors that tensorstore's callbacks report (as unraisable) when a failed save's
+    event loop has been shut down (the failure itself is reported as CheckpointSaveError)."""
+    logging.get_absl_handler().addFilter(lambda record: not _orbax_noise(record))
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = lambda args: None if _closed_loop(args.exc_value) else unraisable(args)
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -87,10 +103,12 @@ def make_manager(workdir: str, keep: int | None = None, keep_every: int = 0) -> 
 
 
 def _save_failed(manager: ocp.CheckpointManager, step: int | None, error: Exception) -> CheckpointSaveError:
+    full = "os_error_code='28'" in str(error) or getattr(error, "errno", None) == errno.ENOSPC
     return CheckpointSaveError(
-        f"Writing the checkpoint of step {step} to {manager.directory} failed: {error}. Check that "
-        "the disk has space and the directory is writable, then rerun the same command: it "
-        "resumes from the last complete checkpoint."
+        f"Writing the checkpoint of step {step} to {manager.directory} failed"
+        f"{' (the disk is full)' if full else ''}: {error}. Check that the disk has space and the "
+        "directory is writable, then rerun the same command: it resumes from the last complete "
+        "checkpoint."
     )
 
 
@@ -121,12 +139,30 @@ def save(
         raise _save_failed(manager, step, e) from e
 
 
+def check(manager: ocp.CheckpointManager) -> None:
+    """Raise CheckpointSaveError if an asynchronous save has failed since the last call (cheap:
+    called at every step, so a failure is reported as soon as it is known)."""
+    try:
+        manager.check_for_errors()
+    except Exception as e:  # as in _wait
+        raise _save_failed(manager, manager.latest_step(), e) from e
+
+
 def finish(manager: ocp.CheckpointManager) -> None:
-    """Wait for pending saves and close `manager`; a failed save raises CheckpointSaveError."""
+    """Wait for pending saves and close `manager`; a failed save, or a failure to close, raises
+    CheckpointSaveError (once: closing after a failed save adds no second error)."""
     try:
         _wait(manager)
-    finally:
+    except CheckpointSaveError:
+        try:
+            manager.close()
+        except Exception as e:  # the same disk failing again
+            logging.warning("Closing the checkpoint manager after the failed save also failed: %s", e)
+        raise
+    try:
         manager.close()
+    except Exception as e:  # as in _wait
+        raise _save_failed(manager, manager.latest_step(), e) from e
 
 
 def _restore_step(manager, step: int, abstract_state, data_iter) -> TrainState:

@@ -26,7 +26,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from consistency_jax.training import parallel
+from consistency_jax.training import files, parallel
 
 LOCK_NAME = ".lock"
 
@@ -85,8 +85,12 @@ def acquire(workdir: str, job: str) -> int:
                         workdir, _describe(previous))
     me = {"host": socket.gethostname(), "pid": os.getpid(), "job": job,
           "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(me).encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+    except OSError:
+        release(workdir, fd)
+        raise
     return fd
 
 
@@ -115,6 +119,8 @@ class WorkdirLock:
                 self._fd = acquire(self.workdir, self.job)
             except WorkdirLockedError as e:
                 error = e
+            except OSError as e:  # a full or read-only disk
+                error = files.write_error("the workdir's lock", os.path.join(self.workdir, LOCK_NAME), e)
         if jax.process_count() > 1:
             locked = multihost_utils.process_allgather(np.asarray(error is None))
             if not np.all(locked) and error is None:
