@@ -164,13 +164,8 @@ def test_a_crashed_start_does_not_block_the_corrected_command_and_changes_need_c
         assert json.load(f)["seed"] == 1
 
 
-def test_a_flipped_byte_in_an_array_file_is_detected_and_fallen_back_from(tmp_path):
-    """A bit flip inside the newest checkpoint's array data (which orbax decodes without
-    complaint) fails its checksum: the run resumes from the one before and sets it aside."""
-    workdir, ckpts = str(tmp_path / "run"), str(tmp_path / "run" / "checkpoints")
-    run_utils.run(run_utils.launch_args("toy_edm", workdir), str(tmp_path / "a"))
-    assert _steps(workdir) == [4, 8]
-    data = glob.glob(os.path.join(ckpts, "8", "state", "**", "d", "*"), recursive=True)
+def _flip_a_byte_of_the_largest_array_file(checkpoint_dir: str) -> None:
+    data = glob.glob(os.path.join(checkpoint_dir, "state", "**", "d", "*"), recursive=True)
     largest = max(data, key=os.path.getsize)
     middle = os.path.getsize(largest) // 2
     with open(largest, "r+b") as f:
@@ -178,11 +173,34 @@ def test_a_flipped_byte_in_an_array_file_is_detected_and_fallen_back_from(tmp_pa
         byte = f.read(1)[0]
         f.seek(middle)
         f.write(bytes([byte ^ 0x10]))
+
+
+def _move_the_data_position(checkpoint_dir: str) -> None:
+    """Valid JSON, but a position the run never saved."""
+    (path,) = glob.glob(os.path.join(checkpoint_dir, "data", "process_0-of-1.json"))
+    with open(path) as f:
+        position = json.load(f)
+    with open(path, "w") as f:
+        json.dump(position | {"next_index": position["next_index"] + 1}, f)
+
+
+@pytest.mark.parametrize("damage,named", [
+    (_flip_a_byte_of_the_largest_array_file, r"the data of 1 item \(\.\S+\)"),
+    (_move_the_data_position, r"the data of 1 item \(data/process_0\)"),
+])
+def test_damaged_contents_of_the_newest_checkpoint_are_detected_and_fallen_back_from(tmp_path, damage, named):
+    """A bit flip inside the newest checkpoint's array data (which orbax decodes without
+    complaint), or a data position changed to other valid JSON, fails its checksum: the run
+    resumes from the checkpoint before and sets the damaged one aside."""
+    workdir, ckpts = str(tmp_path / "run"), str(tmp_path / "run" / "checkpoints")
+    run_utils.run(run_utils.launch_args("toy_edm", workdir), str(tmp_path / "a"))
+    assert _steps(workdir) == [4, 8]
+    damage(os.path.join(ckpts, "8"))
     output = run_utils.run(
         run_utils.launch_args("toy_edm", workdir, {"train.num_steps": 12}), str(tmp_path / "b")
     )
-    assert re.search(r"Checkpoint 8 in \S+ cannot be restored \(the data of 1 array \(\S+\) does not "
-                     r"match the checksums saved with it", output), output[-3000:]
+    assert re.search(rf"Checkpoint 8 in \S+ cannot be restored \({named} does not match the checksums "
+                     r"saved with it", output), output[-3000:]
     assert "Resumed from step 4" in output and "Moved the unreadable checkpoint 8" in output
     assert os.listdir(os.path.join(workdir, "checkpoints_unreadable")) == ["8"]
     assert _steps(workdir)[-1] == 12

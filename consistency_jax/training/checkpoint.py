@@ -10,6 +10,8 @@ when it is restored: a mismatch makes it unreadable, like any other damage.
 """
 
 import errno
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -130,7 +132,8 @@ def save(
     """
     _wait(manager)
     step = int(state.step)
-    items = {"state": ocp.args.StandardSave(state), CHECKSUMS: ocp.args.JsonSave(checksum.checksums(state))}
+    sums = checksum.checksums(state) | (_data_checksums(data_iter) if data_iter is not None else {})
+    items = {"state": ocp.args.StandardSave(state), CHECKSUMS: ocp.args.JsonSave(sums)}
     if data_iter is not None:
         items["data"] = grain.checkpoint.CheckpointSave(data_iter)
     try:
@@ -165,6 +168,14 @@ def finish(manager: ocp.CheckpointManager) -> None:
         raise _save_failed(manager, manager.latest_step(), e) from e
 
 
+def _data_checksums(data_iter: grain.DatasetIterator) -> dict[str, str]:
+    """{'data/process_<i>': a hash of process i's data iterator position}, for every process."""
+    position = json.dumps(data_iter.get_state(), sort_keys=True, default=str).encode()
+    words = np.frombuffer(hashlib.sha256(position).digest()[:8], np.uint32)
+    every = np.asarray(multihost_utils.process_allgather(words)).reshape(-1, 2)
+    return {f"data/process_{i}": "".join(f"{int(w):08x}" for w in row) for i, row in enumerate(every)}
+
+
 def _restore_step(manager, step: int, abstract_state, data_iter) -> TrainState:
     """The state at `step`, its checksums verified (checkpoints written before checksums were
     saved are restored unverified, with a warning)."""
@@ -178,11 +189,17 @@ def _restore_step(manager, step: int, abstract_state, data_iter) -> TrainState:
     if not verified:
         logging.warning("Checkpoint %d in %s has no checksums (an older save): not verified.", step, manager.directory)
         return restored.state
-    bad = checksum.mismatches(restored[CHECKSUMS], checksum.checksums(restored.state))
+    saved = restored[CHECKSUMS]
+    now = checksum.checksums(restored.state)
+    if data_iter is not None:
+        now |= _data_checksums(data_iter)
+    else:  # restored without the data iterator (sampling, eval, a teacher)
+        saved = {k: v for k, v in saved.items() if not k.startswith("data/")}
+    bad = checksum.mismatches(saved, now)
     if bad:
         named = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
         raise CheckpointCorruptError(
-            f"the data of {len(bad)} array{'s' if len(bad) > 1 else ''} ({named}) does not match the "
+            f"the data of {len(bad)} item{'s' if len(bad) > 1 else ''} ({named}) does not match the "
             "checksums saved with it: the files were damaged or changed on disk"
         )
     return restored.state
