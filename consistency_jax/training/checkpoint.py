@@ -144,7 +144,10 @@ def save(
 
 def check(manager: ocp.CheckpointManager) -> None:
     """Raise CheckpointSaveError if an asynchronous save has failed since the last call (cheap:
-    called at every step, so a failure is reported as soon as it is known)."""
+    called at every step, so a failure is reported as soon as it is known). While a save is in
+    flight it does nothing (orbax's check would wait for the save's metadata)."""
+    if manager.is_saving_in_progress():
+        return
     try:
         manager.check_for_errors()
     except Exception as e:  # as in _wait
