@@ -1,6 +1,7 @@
 """The workdir lock: a second run on a live run's workdir is refused naming the holder; a lock
 left by a process that is gone is taken over; releasing removes the lock file."""
 
+import errno
 import json
 import os
 import socket
@@ -46,3 +47,13 @@ def test_a_stale_lock_is_taken_over(tmp_path):
     output = run_utils.run(run_utils.launch_args("toy_edm", str(workdir)), str(tmp_path / "log"))
     assert "left by host gone-host, pid 999999 (train, since yesterday)" in output
     assert not (workdir / lock.LOCK_NAME).exists() and (workdir / "samples").is_dir()
+
+
+def test_a_file_system_without_flock_is_a_user_error(tmp_path, monkeypatch):
+    def no_flock(fd, operation):
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+    monkeypatch.setattr(lock.fcntl, "flock", no_flock)
+    with pytest.raises(lock.WorkdirLockedError, match="its file system refuses flock .*Lustre: -o flock"):
+        lock.acquire(str(tmp_path / "run"), "train")
+    assert os.listdir(tmp_path / "run") == []

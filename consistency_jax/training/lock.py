@@ -14,6 +14,7 @@ and stop with it. What this does and does not protect on network file systems:
 docs/reliability.md.
 """
 
+import contextlib
 import fcntl
 import json
 import os
@@ -75,6 +76,15 @@ def acquire(workdir: str, job: str) -> int:
                 f"({path}). Wait for that run to end or stop it, or use another --workdir. If that "
                 f"process is gone but its host cannot release the lock (a crashed node on a "
                 f"network file system), delete {path}."
+            ) from None
+        except OSError as e:  # ENOSYS, ENOLCK: a file system without flock (Lustre without -o flock)
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            raise WorkdirLockedError(
+                f"The workdir {workdir} cannot be locked: its file system refuses flock ({e}). Mount "
+                "it with flock support (Lustre: -o flock) or use a workdir on a file system that "
+                "has it (docs/reliability.md)."
             ) from None
         if _names_file(fd, path):
             break
