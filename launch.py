@@ -5,8 +5,12 @@ Several processes (one per host): jax.distributed is initialised from --coordina
 --num_processes and --process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
 JAX_PROCESS_ID), or detected under SLURM, Open MPI and on Cloud TPU VMs. Every process runs
 the same command; process 0 alone logs and writes files other than checkpoints.
+
+Exit status: 0 done; 2 a user error (the message alone, no traceback); 128 + signal number
+(143 for SIGTERM) stopped on request after saving a checkpoint, so rerun to resume; 1 a crash.
 """
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -15,7 +19,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from consistency_jax.config import overrides, schema
+from consistency_jax.config import checks, overrides, schema
 from consistency_jax.data import DatasetUnavailableError, data_info, num_labels
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation import run as evaluate
@@ -24,7 +28,7 @@ from consistency_jax.jobs import train
 from consistency_jax.jobs.teacher import TeacherNotFoundError
 from consistency_jax.networks import build_network
 from consistency_jax.networks.pretrained import WeightsUnavailableError
-from consistency_jax.training import checkpoint, compile_cache, parallel
+from consistency_jax.training import checkpoint, compile_cache, files, lock, parallel
 from consistency_jax.training.log import NonFiniteLossError
 from consistency_jax.training.state import abstract_state
 
@@ -50,6 +54,11 @@ flags.DEFINE_string(
     "--mode=eval: latest, all (every kept checkpoint, oldest first), or steps as 1000,2000; "
     "checkpoints other than the latest are evaluated under workdir/eval/step_<step>/.",
 )
+flags.DEFINE_bool(
+    "allow_config_change", False,
+    "--mode=train: resume a run although keys that change what it computes (seed, data, model, "
+    "network, objective) differ from its config.json, which is then rewritten.",
+)
 compile_cache.define_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
@@ -64,6 +73,8 @@ USER_ERRORS = (
     checkpoint.CheckpointUnreadableError,
     checkpoint.CheckpointSaveError,
     WeightsUnavailableError,
+    lock.WorkdirLockedError,
+    files.WriteError,
 )
 
 
@@ -139,24 +150,50 @@ def init_distributed() -> None:
     jax.distributed.initialize(**args)
 
 
+def locked(workdir: str, job: str) -> contextlib.AbstractContextManager:
+    """The workdir's lock for a sampling or eval job (train takes its own); none for a workdir
+    that does not exist, which the job reports as holding no checkpoint."""
+    return lock.WorkdirLock(workdir, job) if os.path.isdir(workdir) else contextlib.nullcontext()
+
+
+def check_backend() -> None:
+    """Start JAX's backend; JAX_PLATFORMS naming one this machine lacks is a user error."""
+    try:
+        jax.devices()
+    except (RuntimeError, AssertionError) as e:  # jax asserts where no platform it names loads
+        reason = f" ({str(e).splitlines()[0]})" if str(e).strip() else ""
+        raise ConfigError(
+            f"JAX cannot start its backend{reason}. Check JAX_PLATFORMS "
+            f"(now {os.environ.get('JAX_PLATFORMS', 'unset')!r}) and that the matching jax "
+            "package (jax[cuda12], jax[tpu]) is installed, or unset JAX_PLATFORMS to use the CPU."
+        ) from None
+
+
 def main(argv) -> None:
     del argv
     jax.config.update("jax_threefry_partitionable", True)
     compile_cache.enable_compilation_cache(FLAGS.compilation_cache)
     config = FLAGS.config
     try:
+        checks.check_workdir(FLAGS.workdir)
         init_distributed()
+        check_backend()
         logging.set_verbosity(logging.INFO if parallel.is_main_process() else logging.WARNING)
         checkpoint.hide_orbax_info()
         if FLAGS.mode == "train":
-            train.train(config, FLAGS.workdir)
+            train.train(config, FLAGS.workdir, FLAGS.allow_config_change)
         elif FLAGS.mode == "sample":
-            sample(config, FLAGS.workdir)
+            with locked(FLAGS.workdir, "sample"):
+                sample(config, FLAGS.workdir)
         else:
-            run_evals(config, FLAGS.workdir, FLAGS.eval_steps)
+            with locked(FLAGS.workdir, "eval"):
+                run_evals(config, FLAGS.workdir, FLAGS.eval_steps)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except checkpoint.Preempted as e:
+        logging.warning("%s", e)
+        sys.exit(e.exit_status)
 
 
 if __name__ == "__main__":

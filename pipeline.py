@@ -1,5 +1,7 @@
 """The end-to-end pipeline on an embedded data set: python pipeline.py --preset=digits --workdir=runs/digits."""
 
+import sys
+
 import jax
 from absl import app, flags, logging
 
@@ -28,9 +30,13 @@ def main(argv) -> None:
     compile_cache.enable_compilation_cache(FLAGS.compilation_cache)
     checkpoint.hide_orbax_info()
     concurrent = FLAGS.concurrent and jax.default_backend() == "cpu"
-    rows = run_pipeline(
-        PRESETS[FLAGS.preset], FLAGS.workdir, tuple(FLAGS.stages), concurrent, FLAGS.compilation_cache
-    )
+    try:
+        rows = run_pipeline(
+            PRESETS[FLAGS.preset], FLAGS.workdir, tuple(FLAGS.stages), concurrent, FLAGS.compilation_cache
+        )
+    except checkpoint.Preempted as e:  # rerunning resumes the stage it stopped
+        logging.warning("%s", e)
+        sys.exit(e.exit_status)
     print(results_table(rows))
 
 

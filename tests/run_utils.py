@@ -120,13 +120,18 @@ def logged_steps(workdir: str) -> dict[int, dict]:
         return {r["step"]: r for r in map(json.loads, f.read().splitlines()) if r}
 
 
-def terminate_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 300) -> None:
-    """Send SIGTERM to `proc` as soon as `ready()` holds (a run's progress, say)."""
+def wait_until(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 300) -> None:
+    """Return as soon as `ready()` holds (a run's progress, say), while `proc` runs."""
     deadline = time.monotonic() + timeout
     while not ready():
-        assert proc.poll() is None, f"exited ({proc.returncode}) before it was ready for SIGTERM"
-        assert time.monotonic() < deadline, f"not ready for SIGTERM after {timeout} s"
+        assert proc.poll() is None, f"exited ({proc.returncode}) before it was ready"
+        assert time.monotonic() < deadline, f"not ready after {timeout} s"
         time.sleep(0.02)
+
+
+def terminate_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 300) -> None:
+    """Send SIGTERM to `proc` as soon as `ready()` holds (a run's progress, say)."""
+    wait_until(proc, ready, timeout)
     proc.send_signal(signal.SIGTERM)
 
 

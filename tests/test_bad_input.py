@@ -3,10 +3,12 @@
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
+import run_utils
 
 from configs import digits_edm, toy_cd, toy_edm, toy_ict
 from consistency_jax.errors import ConfigError
@@ -69,7 +71,7 @@ def test_unknown_objective_is_a_short_message_and_writes_nothing(tmp_path):
     ("objective", "distance", "l3", "config.objective.distance='l3' is not known"),
     ("objective", "solver", "rk4", "config.objective.solver='rk4' is not known"),
     ("optim", "name", "sgd", "config.optim.name='sgd' is not known"),
-    ("data", "batch_size", 0, "config.data.batch_size must be > 0"),
+    ("data", "batch_size", 0, "config.data.batch_size must be >= 1, got 0"),
     ("optim", "decay_steps", -100, "config.optim.decay_steps must be >= 0"),
     ("model", "sigma_min", 100.0, "sigma_min=100.0 must be < sigma_max"),
     ("sample", "multistep_sigmas", (100.0,), "multistep_sigmas"),
@@ -135,7 +137,7 @@ def test_a_workdir_of_another_run_is_not_resumed_or_touched(tmp_path):
     before = tree_digest(str(run))
     other = toy_edm.get_config()
     other.network.mlp.hidden = 64
-    with pytest.raises(ConfigError, match="different config.network"):
+    with pytest.raises(ConfigError, match=r"config.network.mlp.hidden \(256 there, 64 now\)"):
         train.train(other, str(run))
     assert tree_digest(str(run)) == before
 
@@ -202,3 +204,75 @@ def test_a_data_mismatch_is_a_short_message_from_launch(tmp_path):
     assert result.returncode == 2
     assert "has no labels" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+# A finished toy run (4 steps, checkpoints at 2 and 4) that the bad commands below are aimed at.
+RUN = {"train.num_steps": 4, "train.ckpt_every": 2, "train.log_every": 2}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> str:
+    workdir = str(tmp_path_factory.mktemp("finished") / "run")
+    run_utils.run(run_utils.launch_args("toy_edm", workdir, RUN), workdir + ".log")
+    return workdir
+
+
+def _not_json(workdir: str) -> None:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write("{not json")
+
+
+def _empty_json(workdir: str) -> None:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write("{}")
+
+
+def _unrelated_folder(workdir: str) -> None:
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, "thesis.tex"), "w") as f:
+        f.write("notes")
+
+
+# (workdir: 'run' = a copy of the finished run, 'new' = a folder that does not exist yet, or a
+# function preparing it; overrides; extra arguments and environment; text of the message)
+BAD_INPUTS = {
+    "b1 above 1": ("run", {"optim.b1": 1.5}, {}, "config.optim.b1 must be in [0, 1), got 1.5"),
+    "dropout above 1": ("run", {"network.dropout": 1.5}, {}, "config.network.dropout must be in [0, 1)"),
+    "negative eps": ("run", {"optim.eps": -1.0}, {}, "config.optim.eps must be > 0, got -1.0"),
+    "negative huber_c": ("run", {"objective.huber_c": -1.0}, {}, "config.objective.huber_c must be >= 0"),
+    "negative rho": ("run", {"model.rho": -7.0}, {}, "config.model.rho must be > 0, got -7.0"),
+    "zero hidden": ("new", {"network.mlp.hidden": 0}, {}, "config.network.mlp.hidden must be >= 1, got 0"),
+    "negative seed": ("new", {"seed": -1}, {}, "config.seed must be >= 0, got -1"),
+    "teacher grid of 1": ("new", {"sample.teacher_steps": 1}, {}, "config.sample.teacher_steps must be >= 2"),
+    "keep none": ("run", {"train.ckpt_keep": 0}, {}, "config.train.ckpt_keep must be >= 1, got 0"),
+    "keep every negative": ("run", {"train.ckpt_keep_every": -100}, {}, "config.train.ckpt_keep_every must be >= 0"),
+    "changed seed": ("run", {"seed": 1}, {}, "config.seed (0 there, 1 now)"),
+    "changed batch": ("run", {"data.batch_size": 32}, {}, "config.data.batch_size (64 there, 32 now)"),
+    "num_steps below the checkpoint": ("run", {"train.num_steps": 2}, {}, "num_steps=2 is below the step"),
+    "unrelated folder": (_unrelated_folder, {}, {}, "is a non-empty folder that holds no run"),
+    "config.json not JSON": (_not_json, {}, {}, "config.json is not a run's config: it is not valid JSON"),
+    "config.json {}": (_empty_json, {}, {}, "config.json is not a run's config: it lacks seed"),
+    "empty workdir": ("", {}, {}, "--workdir is empty"),
+    "no such backend": ("new", {}, {"JAX_PLATFORMS": "cuda"}, "JAX cannot start its backend"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_inputs_through_launch(tmp_path, finished_run, case):
+    """Each bad input: exit status 2, one message naming it, no traceback, the workdir untouched."""
+    where, values, environment, message = BAD_INPUTS[case]
+    workdir = str(tmp_path / "run") if where != "" else ""
+    if where == "run":
+        shutil.copytree(finished_run, workdir)
+    elif callable(where):
+        if os.path.isdir(finished_run) and where is not _unrelated_folder:
+            shutil.copytree(finished_run, workdir)
+        where(workdir)
+    before = tree_digest(workdir) if workdir else None
+    args = run_utils.launch_args("toy_edm", workdir, RUN | values)
+    output = run_utils.run(args, str(tmp_path / "log"), expect=2, **environment)
+    assert message in output and "Traceback" not in output, output[-3000:]
+    if workdir and where != "new":
+        assert tree_digest(workdir) == before
+    elif workdir:
+        assert not os.path.exists(workdir)

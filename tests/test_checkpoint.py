@@ -3,6 +3,7 @@ retention policy, NaN losses, save errors, and a workdir of another config. Runs
 launch.py in subprocesses (see run_utils), as a user or a scheduler would start them."""
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -42,7 +43,7 @@ def test_sigterm_then_rerun_is_bitwise_exact(tmp_path, steps_per_dispatch, log_e
     first = run_utils.start(run_utils.launch_args("toy_ct", straight, values), logs[0])
     second = run_utils.start(run_utils.launch_args("toy_ct", stopped, values), logs[1])
     run_utils.terminate_when(second, lambda: len(run_utils.logged_steps(stopped)) >= 2)
-    output = run_utils.finish(second, logs[1])
+    output = run_utils.finish(second, logs[1], expect=143)  # 128 + SIGTERM: not finished
     stop = int(re.search(r"Stopped at step (\d+) on request", output).group(1))
     assert 2 * log_every <= stop < 300 and stop % steps_per_dispatch == 0 and _steps(stopped)[-1] == stop
     assert not os.path.exists(os.path.join(stopped, "samples"))  # samples come at the end only
@@ -51,6 +52,32 @@ def test_sigterm_then_rerun_is_bitwise_exact(tmp_path, steps_per_dispatch, log_e
     config = run_utils.config("toy_ct", values)
     _assert_identical(run_utils.restore_state(config, straight), run_utils.restore_state(config, stopped))
     assert run_utils.logged_steps(stopped)[300]["loss"] == run_utils.logged_steps(straight)[300]["loss"]
+
+
+# Runs launch.py (argv[1:]) with a SIGTERM sent to itself as the run starts waiting for its final
+# save: the signal must wait for the save, not kill the process.
+_SIGTERM_IN_FINAL_SAVE = """
+import os, runpy, signal, sys
+from consistency_jax.training import checkpoint
+finish = checkpoint.finish
+def sigterm_then_finish(manager):
+    os.kill(os.getpid(), signal.SIGTERM)
+    finish(manager)
+checkpoint.finish = sigterm_then_finish
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_sigterm_during_the_final_save_waits_for_it(tmp_path):
+    workdir = str(tmp_path / "run")
+    args = run_utils.launch_args("toy_edm", workdir)
+    output = run_utils.run(["-c", _SIGTERM_IN_FINAL_SAVE, *args], str(tmp_path / "a"), expect=143)
+    assert "Stopped at step 8 on request (signal 15, exit status 143)" in output
+    assert _steps(workdir) == [4, 8] and not os.path.exists(os.path.join(workdir, "samples"))
+    run_utils.restore_state(run_utils.config("toy_edm"), workdir, step=8)  # whole
+    output = run_utils.run(args, str(tmp_path / "b"))
+    assert "Resumed from step 8" in output and os.listdir(os.path.join(workdir, "samples"))
 
 
 def test_unreadable_newest_checkpoint_is_skipped(tmp_path):
@@ -115,13 +142,65 @@ def test_failed_save_is_an_error(tmp_path):
     assert _steps(workdir) == []
 
 
-def test_workdir_of_another_config_refuses_to_resume(tmp_path):
+def test_a_crashed_start_does_not_block_the_corrected_command_and_changes_need_consent(tmp_path):
+    """A config.json without a checkpoint (a start that crashed) gives way to a corrected config;
+    once the run has a checkpoint, a changed seed is refused (config.json untouched) unless
+    allow_config_change, which then rewrites config.json."""
     workdir = str(tmp_path)
     path = os.path.join(workdir, "config.json")
     train.write_config(run_utils.config("toy_edm"), workdir)
+    corrected = run_utils.config("toy_edm", {"network.mlp.hidden": 16, "train.num_steps": 2,
+                                             "train.ckpt_every": 2})
+    train.train(corrected, workdir)
+    assert _steps(workdir) == [2]
     saved = os.path.getmtime(path), os.path.getsize(path)
-    other = run_utils.config("toy_edm", {"network.mlp.hidden": 64})
-    with pytest.raises(ConfigError, match=r"config\.network .*cannot resume"):
-        train.train(other, workdir)
-    assert (os.path.getmtime(path), os.path.getsize(path)) == saved
-    assert os.listdir(workdir) == ["config.json"]
+    corrected.seed, corrected.train.num_steps = 1, 4
+    with pytest.raises(ConfigError, match=r"config\.seed \(0 there, 1 now\).*--allow_config_change"):
+        train.train(corrected, workdir)
+    assert (os.path.getmtime(path), os.path.getsize(path)) == saved and _steps(workdir) == [2]
+    train.train(corrected, workdir, allow_config_change=True)
+    assert _steps(workdir) == [2, 4]
+    with open(path) as f:
+        assert json.load(f)["seed"] == 1
+
+
+def _flip_a_byte_of_the_largest_array_file(checkpoint_dir: str) -> None:
+    data = glob.glob(os.path.join(checkpoint_dir, "state", "**", "d", "*"), recursive=True)
+    largest = max(data, key=os.path.getsize)
+    middle = os.path.getsize(largest) // 2
+    with open(largest, "r+b") as f:
+        f.seek(middle)
+        byte = f.read(1)[0]
+        f.seek(middle)
+        f.write(bytes([byte ^ 0x10]))
+
+
+def _move_the_data_position(checkpoint_dir: str) -> None:
+    """Valid JSON, but a position the run never saved."""
+    (path,) = glob.glob(os.path.join(checkpoint_dir, "data", "process_0-of-1.json"))
+    with open(path) as f:
+        position = json.load(f)
+    with open(path, "w") as f:
+        json.dump(position | {"next_index": position["next_index"] + 1}, f)
+
+
+@pytest.mark.parametrize("damage,named", [
+    (_flip_a_byte_of_the_largest_array_file, r"the data of 1 item \(\.\S+\)"),
+    (_move_the_data_position, r"the data of 1 item \(data/process_0\)"),
+])
+def test_damaged_contents_of_the_newest_checkpoint_are_detected_and_fallen_back_from(tmp_path, damage, named):
+    """A bit flip inside the newest checkpoint's array data (which orbax decodes without
+    complaint), or a data position changed to other valid JSON, fails its checksum: the run
+    resumes from the checkpoint before and sets the damaged one aside."""
+    workdir, ckpts = str(tmp_path / "run"), str(tmp_path / "run" / "checkpoints")
+    run_utils.run(run_utils.launch_args("toy_edm", workdir), str(tmp_path / "a"))
+    assert _steps(workdir) == [4, 8]
+    damage(os.path.join(ckpts, "8"))
+    output = run_utils.run(
+        run_utils.launch_args("toy_edm", workdir, {"train.num_steps": 12}), str(tmp_path / "b")
+    )
+    assert re.search(rf"Checkpoint 8 in \S+ cannot be restored \({named} does not match the checksums "
+                     r"saved with it", output), output[-3000:]
+    assert "Resumed from step 4" in output and "Moved the unreadable checkpoint 8" in output
+    assert os.listdir(os.path.join(workdir, "checkpoints_unreadable")) == ["8"]
+    assert _steps(workdir)[-1] == 12

@@ -25,8 +25,8 @@ def _start_processes(name: str, workdir: str, values: dict, logs: str) -> list[s
     ]
 
 
-def _finish_processes(procs: list[subprocess.Popen], logs: str) -> list[str]:
-    return [run_utils.finish(p, f"{logs}.{i}") for i, p in enumerate(procs)]
+def _finish_processes(procs: list[subprocess.Popen], logs: str, expect: int = 0) -> list[str]:
+    return [run_utils.finish(p, f"{logs}.{i}", expect) for i, p in enumerate(procs)]
 
 
 def _losses(workdir: str) -> tuple[list[int], np.ndarray]:
@@ -53,8 +53,8 @@ def _stop_and_resume(name: str, values: dict, tmp_path, logged_before_stop: int)
     workdir, single, logs = str(tmp_path / "two"), str(tmp_path / "one"), str(tmp_path / "log")
     procs = _start_processes(name, workdir, values | {"train.num_steps": 100_000}, f"{logs}.first")
     run_utils.terminate_when(procs[1], lambda: len(run_utils.logged_steps(workdir)) >= logged_before_stop)
-    outputs = _finish_processes(procs, f"{logs}.first")
-    # A notice to one process: all agree on a step, save it, and exit cleanly.
+    outputs = _finish_processes(procs, f"{logs}.first", expect=143)
+    # A notice to one process: all agree on a step, save it, and exit with 128 + SIGTERM.
     stops = {int(re.search(r"Stopped at step (\d+) on request", out).group(1)) for out in outputs}
     assert len(stops) == 1
     stop = stops.pop()

@@ -1,23 +1,55 @@
 """Validation of a resolved config before any compute, with messages naming the key and the fix."""
 
 import json
+import math
 import os
 
 import ml_collections
+from absl import logging
 
+from consistency_jax.config.overrides import flat_keys
+from consistency_jax.config.schema import load_config
 from consistency_jax.core import ode
 from consistency_jax.core.losses import WEIGHTINGS
 from consistency_jax.core.sampling import TEACHER_SOLVERS, check_multistep_sigmas
 from consistency_jax.errors import ConfigError
 from consistency_jax.networks import COMPUTE_DTYPES, NETWORKS
+from consistency_jax.training.lock import LOCK_NAME
 from consistency_jax.training.objectives import DISTANCES, OBJECTIVES, needs_teacher
 from consistency_jax.training.state import OPTIMIZERS
 
 NAN_POLICIES = ("stop", "skip")
-# Sections that must agree between a run and the config it resumes with.
-RESUME_KEYS = ("model", "network", "objective.name", "data.name", "data.image_size")
-# How the network computes, not what it is: a run may resume with these changed.
-EXECUTION_KEYS = ("compute_dtype", "remat")
+# Keys and sections that change what a run computes: a resumed run must agree with its start on
+# them, unless told otherwise (train(..., allow_config_change=True), launch.py --allow_config_change).
+RESUME_KEYS = ("seed", "data", "model", "network", "objective")
+# Where things are, or how the network computes, not what it is: a run may resume with these changed.
+EXECUTION_KEYS = ("compute_dtype", "remat", "tfds_data_dir", "teacher_workdir")
+
+# Every numeric key with a range, as an interval: '[' and ']' include the bound, '(' and ')'
+# exclude it, 'inf' has none. Keys that matter for some objectives only are checked for all.
+RANGES = (
+    ("seed", "[0, inf)"),
+    ("data.batch_size", "[1, inf)"), ("data.num_points", "[1, inf)"), ("data.image_size", "[0, inf)"),
+    ("model.sigma_data", "(0, inf)"), ("model.sigma_min", "(0, inf)"), ("model.sigma_max", "(0, inf)"),
+    ("model.rho", "(0, inf)"),
+    ("network.dropout", "[0, 1)"), ("network.fourier_scale", "(0, inf)"),
+    ("network.mlp.hidden", "[1, inf)"), ("network.mlp.depth", "[0, inf)"), ("network.mlp.emb_dim", "[1, inf)"),
+    ("network.unet.model_channels", "[1, inf)"), ("network.unet.channel_mult_emb", "[1, inf)"),
+    ("network.unet.num_blocks", "[1, inf)"),
+    ("objective.p_std", "(0, inf)"), ("objective.huber_c", "[0, inf)"), ("objective.target_ema", "[0, 1)"),
+    ("objective.mu0", "[0, 1)"), ("objective.teacher_substeps", "[1, inf)"),
+    ("optim.lr", "(0, inf)"), ("optim.b1", "[0, 1)"), ("optim.b2", "[0, 1)"), ("optim.eps", "(0, inf)"),
+    ("optim.weight_decay", "[0, inf)"), ("optim.warmup_steps", "[0, inf)"), ("optim.decay_steps", "[0, inf)"),
+    ("optim.grad_clip", "[0, inf)"),
+    ("train.num_steps", "[1, inf)"), ("train.ema_rate", "[0, 1)"), ("train.log_every", "[1, inf)"),
+    ("train.ckpt_every", "[1, inf)"), ("train.ckpt_keep", "[1, inf)"), ("train.ckpt_keep_every", "[0, inf)"),
+    ("train.sample_every", "[0, inf)"), ("train.steps_per_dispatch", "[1, inf)"),
+    ("parallel.fsdp_min_size", "[0, inf)"),
+    ("sample.num_samples", "[1, inf)"), ("sample.batch_size", "[1, inf)"), ("sample.teacher_steps", "[2, inf)"),
+    ("sample.s_churn", "[0, inf)"), ("sample.s_noise", "(0, inf)"),
+    ("eval.num_samples", "[1, inf)"), ("eval.batch_size", "[1, inf)"), ("eval.feature_batch_size", "[1, inf)"),
+    ("eval.shard_size", "[1, inf)"),
+)
 
 
 def _choice(key: str, value: str, choices) -> None:
@@ -35,6 +67,33 @@ def _non_negative(key: str, value: float) -> None:
         raise ConfigError(f"config.{key} must be >= 0, got {value!r}.")
 
 
+def _in_interval(value: float, interval: str) -> bool:
+    """Whether `value` lies in an interval written as in RANGES; NaN never does."""
+    low, high = (float(b) for b in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return isinstance(value, int | float) and not math.isnan(value) and above and below
+
+
+def check_ranges(config: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError naming the first key of RANGES outside its interval, with the interval."""
+    for key, interval in RANGES:
+        value = _lookup(config, key)
+        if not _in_interval(value, interval):
+            low, high = interval[1:-1].split(", ")
+            allowed = f"in {interval}" if high != "inf" else (">= " if interval[0] == "[" else "> ") + low
+            raise ConfigError(f"config.{key} must be {allowed}, got {value!r}: set --config.{key} to such a value.")
+    mult = tuple(config.network.unet.channel_mult)
+    if not mult or not all(isinstance(m, int) and m >= 1 for m in mult):
+        raise ConfigError(
+            f"config.network.unet.channel_mult={mult} must list one integer >= 1 per resolution, "
+            "e.g. (2, 2, 2)."
+        )
+    fsdp = config.parallel.fsdp
+    if fsdp != -1 and not fsdp >= 1:
+        raise ConfigError(f"config.parallel.fsdp={fsdp} must be >= 1, or -1 for all devices.")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raise ConfigError naming the first key whose value cannot work."""
     _choice("objective.name", config.objective.name, OBJECTIVES)
@@ -46,21 +105,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice("optim.name", config.optim.name, OPTIMIZERS)
     _choice("train.nan_policy", config.train.nan_policy, NAN_POLICIES)
     _choice("network.compute_dtype", config.network.compute_dtype, COMPUTE_DTYPES)
-    for key in ("data.batch_size", "train.num_steps", "optim.lr", "model.sigma_data",
-                "model.sigma_min", "sample.num_samples", "sample.batch_size", "train.log_every",
-                "train.ckpt_every"):
-        _positive(key, _lookup(config, key))
-    for key in ("optim.warmup_steps", "optim.decay_steps", "optim.grad_clip", "optim.weight_decay",
-                "train.sample_every"):
-        _non_negative(key, _lookup(config, key))
+    check_ranges(config)
     m = config.model
     if not m.sigma_min < m.sigma_max:
         raise ConfigError(f"config.model.sigma_min={m.sigma_min} must be < sigma_max={m.sigma_max}.")
     if needs_teacher(config.objective.name):
         if config.objective.num_scales < 2:
             raise ConfigError("config.objective.num_scales (N) must be >= 2 for CD.")
-        if config.objective.teacher_substeps < 1:
-            raise ConfigError("config.objective.teacher_substeps must be >= 1 (1: one solver step per interval).")
         if not config.objective.teacher_workdir:
             raise ConfigError(
                 "CD needs a trained teacher: set config.objective.teacher_workdir to the workdir of "
@@ -81,15 +132,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         check_multistep_sigmas((m.sigma_max, *config.sample.multistep_sigmas), m.sigma_min, m.sigma_max)
     except ValueError as e:
         raise ConfigError(f"config.sample.multistep_sigmas: {e}") from None
-    if not 0 <= config.train.ema_rate < 1:
-        raise ConfigError(f"config.train.ema_rate must be in [0, 1), got {config.train.ema_rate}.")
     _check_steps_per_dispatch(config.train)
 
 
 def _check_churn(s: ml_collections.ConfigDict) -> None:
     """EDM's stochastic sampler: S_churn >= 0, S_noise > 0, S_tmin <= S_tmax (EDM Alg. 2)."""
-    _non_negative("sample.s_churn", s.s_churn)
-    _positive("sample.s_noise", s.s_noise)
     if not 0 <= s.s_min <= s.s_max:
         raise ConfigError(
             f"config.sample.s_min={s.s_min} and s_max={s.s_max} must satisfy 0 <= s_min <= s_max "
@@ -161,8 +208,6 @@ def _lookup(config: ml_collections.ConfigDict, dotted: str):
     value = config
     for part in dotted.split("."):
         value = value[part]
-    if dotted == "network":
-        return {k: v for k, v in value.to_dict().items() if k not in EXECUTION_KEYS}
     return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
 
 
@@ -171,15 +216,52 @@ def _normalise(value):
     return json.loads(json.dumps(value))
 
 
-def check_resumable(config: ml_collections.ConfigDict, saved_path: str) -> None:
-    """Refuse to resume a run whose saved config differs where it matters (RESUME_KEYS)."""
-    with open(saved_path) as f:
-        saved = ml_collections.ConfigDict(json.load(f))
-    for key in RESUME_KEYS:
-        old, new = _normalise(_lookup(saved, key)), _normalise(_lookup(config, key))
-        if old != new:
-            raise ConfigError(
-                f"The workdir {os.path.dirname(saved_path)} holds a run with a different "
-                f"config.{key} ({old} there, {new} now): it cannot resume. Use a new --workdir, "
-                "or the config that run was started with."
-            )
+def changed_keys(config: ml_collections.ConfigDict, saved: ml_collections.ConfigDict) -> list[str]:
+    """'key (old there, new now)' for each leaf under RESUME_KEYS where `config` differs from `saved`."""
+    old, new = flat_keys(saved), flat_keys(config)
+    under = lambda key: any(key == r or key.startswith(r + ".") for r in RESUME_KEYS)
+    keys = [k for k in new if under(k) and k.rsplit(".", 1)[-1] not in EXECUTION_KEYS]
+    return [
+        f"config.{k} ({old.get(k)!r} there, {new[k]!r} now)"
+        for k in keys if _normalise(old.get(k)) != _normalise(new[k])
+    ]
+
+
+def check_resumable(
+    config: ml_collections.ConfigDict, workdir: str, started: bool, allow_change: bool = False
+) -> None:
+    """Refuse to resume the run in `workdir` with a config that changes what it computes
+    (RESUME_KEYS), unless `allow_change`; a run with no checkpoint yet (`started` False) may
+    start again with any config. Raises ConfigError for a config.json that is not a run's."""
+    saved_path = os.path.join(workdir, "config.json")
+    changed = changed_keys(config, load_config(saved_path))
+    if not changed:
+        return
+    if not started or allow_change:
+        why = "it has no checkpoint yet" if not started else "--allow_config_change"
+        logging.warning("%s: resuming with changed %s (%s).", workdir, "; ".join(changed), why)
+        return
+    raise ConfigError(
+        f"The workdir {workdir} holds a run started with other values of keys that change what it "
+        f"computes: {'; '.join(changed)}. It cannot resume as the same run. Use a new --workdir, "
+        "or the values that run was started with, or rerun with --allow_config_change to continue "
+        "it with the new values (config.json is then rewritten)."
+    )
+
+
+def check_workdir(workdir: str) -> None:
+    """Refuse an empty --workdir, and an existing non-empty folder that holds no run (no
+    config.json, no checkpoints/): training there would mix a run with someone else's files.
+    A lock file alone (a run killed as it started) does not count."""
+    if not workdir.strip():
+        raise ConfigError("--workdir is empty: name the run's folder, e.g. --workdir=runs/toy_edm.")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir={workdir} is a file, not a folder: name a folder for the run.")
+    if not os.path.isdir(workdir):
+        return
+    names = set(os.listdir(workdir)) - {LOCK_NAME}
+    if names and not names & {"config.json", "checkpoints"}:
+        raise ConfigError(
+            f"--workdir={workdir} is a non-empty folder that holds no run (no config.json or "
+            f"checkpoints/, but {', '.join(sorted(names)[:3])}): name a new or empty folder."
+        )

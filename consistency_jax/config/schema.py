@@ -8,6 +8,11 @@ import os
 
 import ml_collections
 
+from consistency_jax.errors import ConfigError
+
+# The sections every saved config.json has (a file without them was not written by a run).
+SAVED_SECTIONS = ("seed", "data", "model", "network", "objective", "optim", "train")
+
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -133,9 +138,26 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
+def read_saved(path: str) -> dict:
+    """The JSON of a run's config.json; ConfigError if it is not JSON or lacks SAVED_SECTIONS."""
+    fix = (
+        "Restore the file from a backup, or use a new --workdir (the checkpoints cannot be "
+        "resumed without the config they were trained with)."
+    )
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not a run's config: it is not valid JSON ({e}). {fix}") from None
+    missing = [k for k in SAVED_SECTIONS if k not in saved] if isinstance(saved, dict) else list(SAVED_SECTIONS)
+    if missing:
+        raise ConfigError(f"{path} is not a run's config: it lacks {', '.join(missing)}. {fix}")
+    return saved
+
+
 def load_config(path: str) -> ml_collections.ConfigDict:
     """A config saved as JSON by a run, laid over today's defaults (keys added since keep their
-    default), with lists turned back into tuples."""
+    default), with lists turned back into tuples; ConfigError if the file is not a run's config."""
     if not os.path.exists(path):
         raise FileNotFoundError(path)
 
@@ -154,7 +176,6 @@ def load_config(path: str) -> ml_collections.ConfigDict:
                 base[key] = value
 
     config = get_config()
-    with open(path) as f:
-        with config.unlocked():
-            merge(config, tuples(json.load(f)))
+    with config.unlocked():
+        merge(config, tuples(read_saved(path)))
     return config

@@ -52,7 +52,7 @@ from consistency_jax.evaluation.metrics import (
 from consistency_jax.evaluation.samples import make_sampler, sampler_names, to_uint8
 from consistency_jax.networks import build_network
 from consistency_jax.networks.pretrained import load_digits_features, load_fid_inception
-from consistency_jax.training import checkpoint, parallel
+from consistency_jax.training import checkpoint, files, parallel
 from consistency_jax.training.log import format_duration
 from consistency_jax.training.state import abstract_state
 
@@ -150,10 +150,7 @@ def _is_writer() -> bool:
 
 def _write_atomic(path: str, write: Callable) -> None:
     """`write(file)` to a temp file beside `path`, then rename it: `path` is whole or absent."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
+    files.write_atomic(path, write, "evaluation results")
 
 
 def _write_json(path: str, value: dict) -> None:
@@ -387,8 +384,7 @@ def write_results(workdir: str, eval_dir: str, results: dict) -> None:
         for key, value in values.items()
         if value is not None
     }
-    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-        f.write(json.dumps(record) + "\n")
+    files.append_line(os.path.join(workdir, "metrics.jsonl"), json.dumps(record), "the metrics log")
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:

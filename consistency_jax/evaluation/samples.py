@@ -14,7 +14,7 @@ from consistency_jax.core import sampling
 from consistency_jax.core.parametrization import Parametrization, denoiser
 from consistency_jax.data import DataInfo, build_dataset
 from consistency_jax.networks import network_fn
-from consistency_jax.training import parallel
+from consistency_jax.training import files, parallel
 
 
 def sampler_names(config: ml_collections.ConfigDict) -> list[str]:
@@ -74,17 +74,21 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def save_samples(workdir: str, name: str, samples: np.ndarray, reference: np.ndarray | None = None) -> str:
-    """workdir/samples/<name>.npz (array `samples`: uint8 NHWC for images, float32 vectors) and a PNG."""
+    """workdir/samples/<name>.npz (array `samples`: uint8 NHWC for images, float32 vectors) and a PNG,
+    each written whole (files.write_atomic)."""
     out = os.path.join(workdir, "samples")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"{name}.npz")
     is_image = samples.ndim == 4
-    np.savez(path, samples=to_uint8(samples) if is_image else samples.astype(np.float32))
+    saved = to_uint8(samples) if is_image else samples.astype(np.float32)
+    files.write_atomic(path, lambda f: np.savez(f, samples=saved), "samples")
     png = os.path.join(out, f"{name}.png")
     if is_image:
-        imsave(png, image_grid(to_uint8(samples[:64])).squeeze(), cmap="gray")
+        grid = image_grid(to_uint8(samples[:64])).squeeze()
+        files.write_atomic(png, lambda f: imsave(f, grid, cmap="gray", format="png"), "a sample grid")
     else:
-        plot_points(png, {name: samples} | ({"data": reference} if reference is not None else {}))
+        sets = {name: samples} | ({"data": reference} if reference is not None else {})
+        files.write_atomic(png, lambda f: plot_points(f, sets), "a sample plot")
     return path
 
 
@@ -100,7 +104,7 @@ def image_grid(images: np.ndarray) -> np.ndarray:
     return grid
 
 
-def plot_points(path: str, sets: dict[str, np.ndarray]) -> None:
+def plot_points(path, sets: dict[str, np.ndarray]) -> None:
     """Scatter plots of 2-D point sets side by side, on shared axes."""
     fig = Figure(figsize=(4 * len(sets), 4))
     axes = fig.subplots(1, len(sets), squeeze=False)
@@ -111,7 +115,7 @@ def plot_points(path: str, sets: dict[str, np.ndarray]) -> None:
         ax.set_ylim(-1.5, 1.5)
         ax.set_aspect("equal")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, format="png")
 
 
 def write_samples(config, workdir: str, model: nn.Module, params, info: DataInfo, tag: str = "") -> dict:

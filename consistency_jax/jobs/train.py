@@ -1,6 +1,7 @@
 """The training loop: setup (validated before compute), resume, logging, checkpoints, samples."""
 
 import os
+import signal
 from typing import Any
 
 import jax
@@ -15,7 +16,7 @@ from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation.samples import write_samples
 from consistency_jax.jobs.teacher import Teacher, load_teacher, starts_from_teacher
 from consistency_jax.networks import build_network
-from consistency_jax.training import checkpoint, parallel
+from consistency_jax.training import checkpoint, files, lock, parallel
 from consistency_jax.training.log import MetricsLog
 from consistency_jax.training.objectives import make_objective, needs_teacher
 from consistency_jax.training.state import (
@@ -29,42 +30,69 @@ from consistency_jax.training.state import (
 from consistency_jax.training.step import make_train_step
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Save the resolved config (process 0), or check that the one already there can be resumed with."""
+def write_config(
+    config: ml_collections.ConfigDict, workdir: str, started: bool = False, allow_change: bool = False
+) -> None:
+    """Save the resolved config (process 0), once any config.json already there has been checked
+    (checks.check_resumable: `started` says whether the run has a checkpoint)."""
     path = os.path.join(workdir, "config.json")
     if os.path.exists(path):
-        checks.check_resumable(config, path)
+        checks.check_resumable(config, workdir, started, allow_change)
     if not parallel.is_main_process():
         return
+    text = config.to_json(indent=2)
+    if os.path.exists(path):
+        with open(path) as f:
+            if f.read() == text:
+                return  # a resume with the same config writes nothing
     os.makedirs(workdir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(config.to_json(indent=2))
-    os.replace(tmp, path)
+    files.write_atomic(path, lambda f: f.write(text.encode()), "the run's config")
 
 
-def check_resume_step(workdir: str, steps_per_dispatch: int) -> None:
-    """Refuse to resume from a checkpoint between dispatches of `steps_per_dispatch` steps."""
-    if steps_per_dispatch == 1:
+def latest_step(workdir: str) -> int | None:
+    """The step of the newest checkpoint in `workdir`, or None (reads only: creates nothing)."""
+    if not os.path.isdir(checkpoint.checkpoint_dir(workdir)):
+        return None
+    manager = checkpoint.make_manager(workdir)
+    try:
+        return manager.latest_step()
+    finally:
+        manager.close()
+
+
+def check_resume_step(step: int | None, t: ml_collections.ConfigDict) -> None:
+    """Refuse to resume from a checkpoint at `step` past train.num_steps, or between dispatches
+    of train.steps_per_dispatch steps."""
+    if step is None:
         return
-    manager = checkpoint.make_manager(workdir)  # read-only: creates nothing
-    step = manager.latest_step()
-    manager.close()
-    if step is not None and step % steps_per_dispatch:
+    if step > t.num_steps:
+        raise ConfigError(
+            f"config.train.num_steps={t.num_steps} is below the step of the run's latest checkpoint, "
+            f"{step}: set num_steps >= {step} to train on, or use --mode=sample or --mode=eval to "
+            "use the trained model."
+        )
+    k = t.steps_per_dispatch
+    if step % k:
         raise ConfigError(
             f"The latest checkpoint is at step {step}, not a multiple of "
-            f"config.train.steps_per_dispatch={steps_per_dispatch}: resume with steps_per_dispatch "
+            f"config.train.steps_per_dispatch={k}: resume with steps_per_dispatch "
             f"set to a divisor of {step} (1 always works)."
         )
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False) -> TrainState:
     """Train `config` in `workdir`, resuming from its latest checkpoint; write samples at the end.
 
-    On SIGTERM (preemption) it saves a checkpoint at the next step and returns that state
-    early, without samples; rerunning the same command resumes exactly where it stopped.
+    Every input is checked before anything is written (a refused start leaves the workdir as it
+    was); resuming with keys changed that change what the run computes (checks.RESUME_KEYS) is
+    refused unless `allow_config_change`.
+
+    On SIGTERM (preemption) it saves a checkpoint at the next step and raises
+    checkpoint.Preempted once it is on disk, without writing samples; rerunning the same command
+    resumes exactly where it stopped.
     """
     checks.validate(config)
+    checks.check_workdir(workdir)
     t = config.train
     mesh = parallel.make_mesh(config.parallel)
     parallel.check_batch_size("data.batch_size", config.data.batch_size, mesh)
@@ -77,55 +105,61 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     dim = int(np.prod(info.shape))
     model = build_network(config.network, num_labels(config.data, info))
     objective = make_objective(config, model, teacher.model if distils else None, dim)
-    check_resume_step(workdir, t.steps_per_dispatch)
-    write_config(config, workdir)  # only once every input has been checked
-    optimizer = make_optimizer(config.optim)
-    key = jax.random.key(config.seed)
-    target = abstract_state(config, model, info, mesh)
-    shardings = jax.tree.map(lambda a: a.sharding, target)
-    manager = checkpoint.make_manager(workdir, keep=t.ckpt_keep, keep_every=t.ckpt_keep_every)
-    data_iter, _ = build_dataset(
-        config.data, seed=config.seed, process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    )
-    if manager.latest_step() is not None:
-        state = checkpoint.restore(manager, target, data_iter)
-        checkpoint.set_aside_newer(manager, workdir, int(state.step))
-        logging.info("Resumed from step %d in %s.", int(state.step), workdir)
-    else:
-        state = initial_state(config, model, objective, optimizer, info, key, teacher, shardings)
-    train_step = make_train_step(
-        objective, optimizer, t.ema_rate, teacher.params if distils else None,
-        ema_warmup=t.ema_warmup, shardings=(shardings, parallel.replicated(mesh)),
-        steps_per_call=t.steps_per_dispatch,
-    )
-    log = MetricsLog(workdir, t.num_steps, t.nan_policy, manager)
-    train_key = jax.random.fold_in(key, 1)
-    k = t.steps_per_dispatch
-    try:
+    step = latest_step(workdir)
+    check_resume_step(step, t)
+    with lock.WorkdirLock(workdir, "train"):  # held until the run ends; refuses a second run
+        write_config(config, workdir, step is not None, allow_config_change)  # once every input is checked
+        optimizer = make_optimizer(config.optim)
+        key = jax.random.key(config.seed)
+        target = abstract_state(config, model, info, mesh)
+        shardings = jax.tree.map(lambda a: a.sharding, target)
+        manager = checkpoint.make_manager(workdir, keep=t.ckpt_keep, keep_every=t.ckpt_keep_every)
+        data_iter, _ = build_dataset(
+            config.data, seed=config.seed, process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+        if manager.latest_step() is not None:
+            state = checkpoint.restore(manager, target, data_iter)
+            checkpoint.set_aside_newer(manager, workdir, int(state.step))
+            logging.info("Resumed from step %d in %s.", int(state.step), workdir)
+        else:
+            state = initial_state(config, model, objective, optimizer, info, key, teacher, shardings)
+        train_step = make_train_step(
+            objective, optimizer, t.ema_rate, teacher.params if distils else None,
+            ema_warmup=t.ema_warmup, shardings=(shardings, parallel.replicated(mesh)),
+            steps_per_call=t.steps_per_dispatch,
+        )
+        log = MetricsLog(workdir, t.num_steps, t.nan_policy, manager, start=int(state.step))
+        train_key = jax.random.fold_in(key, 1)
+        k = t.steps_per_dispatch
+        stopped = None
+        # The SIGTERM handler stays installed until the last save is on disk, so that a signal
+        # during it waits for it rather than killing the process.
         with checkpoint.Preemption() as preemption:
-            for step in range(int(state.step), t.num_steps, k):
-                batch = parallel.shard_batch(next_batches(data_iter, k), mesh, stacked=k > 1)
-                state, metrics = train_step(state, batch, step_keys(train_key, step, k))
-                log.add(step, metrics, k)
-                done = step + k
-                preempted = preemption.reached(done // k)
-                save = done % t.ckpt_every == 0 or done == t.num_steps or preempted
-                if save or done % t.log_every == 0:
-                    log.flush()
-                if save:
-                    checkpoint.save(manager, state, data_iter)
-                if preempted:
-                    logging.warning(
-                        "Stopped at step %d on request; rerun the same command to resume.", done
-                    )
-                    return state
-                if t.sample_every and done % t.sample_every == 0 and done != t.num_steps:
-                    write_samples(config, workdir, model, state.ema_params, info, tag=f"_{done:07d}")
-    finally:
-        checkpoint.finish(manager)
-    write_samples(config, workdir, model, state.ema_params, info)
-    return state
+            try:
+                for step in range(int(state.step), t.num_steps, k):
+                    batch = parallel.shard_batch(next_batches(data_iter, k), mesh, stacked=k > 1)
+                    state, metrics = train_step(state, batch, step_keys(train_key, step, k))
+                    log.add(step, metrics, k)
+                    checkpoint.check(manager)
+                    done = step + k
+                    preempted = preemption.reached(done // k)
+                    save = done % t.ckpt_every == 0 or done == t.num_steps or preempted
+                    if save or done % t.log_every == 0:
+                        log.flush()
+                    if save:
+                        checkpoint.save(manager, state, data_iter)
+                    if preempted:
+                        stopped = done
+                        break
+                    if t.sample_every and done % t.sample_every == 0 and done != t.num_steps:
+                        write_samples(config, workdir, model, state.ema_params, info, tag=f"_{done:07d}")
+            finally:
+                checkpoint.finish(manager)
+        if stopped is not None or preemption.signum is not None:
+            raise checkpoint.Preempted(int(state.step), preemption.signum or signal.SIGTERM)
+        write_samples(config, workdir, model, state.ema_params, info)
+        return state
 
 
 def next_batches(data_iter: Any, k: int) -> dict:

@@ -5,11 +5,17 @@ latest `keep` checkpoints are kept, and every multiple of `keep_every` for good.
 a target whose leaves carry the current mesh's shardings, so a run saved on 8 devices resumes
 on 4 or 1. An unreadable newest checkpoint is skipped in favour of the one before (a save
 killed halfway never becomes a step: orbax renames its temporary directory only once complete).
+Each checkpoint carries a checksum of every array of the state (training/checksum.py), checked
+when it is restored: a mismatch makes it unreadable, like any other damage.
 """
 
+import errno
+import hashlib
+import json
 import os
 import shutil
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Self
@@ -23,13 +29,27 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
 from consistency_jax.errors import ConfigError
-from consistency_jax.training import parallel
+from consistency_jax.training import checksum, parallel
 from consistency_jax.training.state import TrainState
 
 
+def _orbax_noise(record) -> bool:
+    """orbax's own log lines, and asyncio's tracebacks of orbax's write tasks that failed along
+    with a save (the save's failure is reported once, as CheckpointSaveError)."""
+    return "orbax" in record.pathname or str(record.msg).startswith("Task exception was never retrieved")
+
+
+def _closed_loop(error: BaseException | None) -> bool:
+    return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
 def hide_orbax_info() -> None:
-    """Keep orbax's per-save INFO lines out of absl's log (they bury the training log)."""
-    logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
+    """Keep orbax's per-save lines out of absl's log (they bury the training log), and the
+    'Event loop is closed' errors that tensorstore's callbacks report (as unraisable) when a failed save's
+    event loop has been shut down (the failure itself is reported as CheckpointSaveError)."""
+    logging.get_absl_handler().addFilter(lambda record: not _orbax_noise(record))
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = lambda args: None if _closed_loop(args.exc_value) else unraisable(args)
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -42,6 +62,13 @@ class CheckpointUnreadableError(RuntimeError):
 
 class CheckpointSaveError(OSError):
     """A checkpoint could not be written (disk full, no permission, ...)."""
+
+
+class CheckpointCorruptError(RuntimeError):
+    """A checkpoint's arrays do not match the checksums saved with them."""
+
+
+CHECKSUMS = "checksums"  # the checkpoint item holding them
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -78,10 +105,12 @@ def make_manager(workdir: str, keep: int | None = None, keep_every: int = 0) -> 
 
 
 def _save_failed(manager: ocp.CheckpointManager, step: int | None, error: Exception) -> CheckpointSaveError:
+    full = "os_error_code='28'" in str(error) or getattr(error, "errno", None) == errno.ENOSPC
     return CheckpointSaveError(
-        f"Writing the checkpoint of step {step} to {manager.directory} failed: {error}. Check that "
-        "the disk has space and the directory is writable, then rerun the same command: it "
-        "resumes from the last complete checkpoint."
+        f"Writing the checkpoint of step {step} to {manager.directory} failed"
+        f"{' (the disk is full)' if full else ''}: {error}. Check that the disk has space and the "
+        "directory is writable, then rerun the same command: it resumes from the last complete "
+        "checkpoint."
     )
 
 
@@ -103,7 +132,8 @@ def save(
     """
     _wait(manager)
     step = int(state.step)
-    items = {"state": ocp.args.StandardSave(state)}
+    sums = checksum.checksums(state) | (_data_checksums(data_iter) if data_iter is not None else {})
+    items = {"state": ocp.args.StandardSave(state), CHECKSUMS: ocp.args.JsonSave(sums)}
     if data_iter is not None:
         items["data"] = grain.checkpoint.CheckpointSave(data_iter)
     try:
@@ -112,19 +142,70 @@ def save(
         raise _save_failed(manager, step, e) from e
 
 
+def check(manager: ocp.CheckpointManager) -> None:
+    """Raise CheckpointSaveError if an asynchronous save has failed since the last call (cheap:
+    called at every step, so a failure is reported as soon as it is known). While a save is in
+    flight it does nothing (orbax's check would wait for the save's metadata)."""
+    if manager.is_saving_in_progress():
+        return
+    try:
+        manager.check_for_errors()
+    except Exception as e:  # as in _wait
+        raise _save_failed(manager, manager.latest_step(), e) from e
+
+
 def finish(manager: ocp.CheckpointManager) -> None:
-    """Wait for pending saves and close `manager`; a failed save raises CheckpointSaveError."""
+    """Wait for pending saves and close `manager`; a failed save, or a failure to close, raises
+    CheckpointSaveError (once: closing after a failed save adds no second error)."""
     try:
         _wait(manager)
-    finally:
+    except CheckpointSaveError:
+        try:
+            manager.close()
+        except Exception as e:  # the same disk failing again
+            logging.warning("Closing the checkpoint manager after the failed save also failed: %s", e)
+        raise
+    try:
         manager.close()
+    except Exception as e:  # as in _wait
+        raise _save_failed(manager, manager.latest_step(), e) from e
+
+
+def _data_checksums(data_iter: grain.DatasetIterator) -> dict[str, str]:
+    """{'data/process_<i>': a hash of process i's data iterator position}, for every process."""
+    position = json.dumps(data_iter.get_state(), sort_keys=True, default=str).encode()
+    words = np.frombuffer(hashlib.sha256(position).digest()[:8], np.uint32)
+    every = np.asarray(multihost_utils.process_allgather(words)).reshape(-1, 2)
+    return {f"data/process_{i}": "".join(f"{int(w):08x}" for w in row) for i, row in enumerate(every)}
 
 
 def _restore_step(manager, step: int, abstract_state, data_iter) -> TrainState:
+    """The state at `step`, its checksums verified (checkpoints written before checksums were
+    saved are restored unverified, with a warning)."""
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iter is not None:
         items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
-    return manager.restore(step, args=ocp.args.Composite(**items)).state
+    verified = os.path.isdir(os.path.join(manager.directory, str(step), CHECKSUMS))
+    if verified:
+        items[CHECKSUMS] = ocp.args.JsonRestore()
+    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    if not verified:
+        logging.warning("Checkpoint %d in %s has no checksums (an older save): not verified.", step, manager.directory)
+        return restored.state
+    saved = restored[CHECKSUMS]
+    now = checksum.checksums(restored.state)
+    if data_iter is not None:
+        now |= _data_checksums(data_iter)
+    else:  # restored without the data iterator (sampling, eval, a teacher)
+        saved = {k: v for k, v in saved.items() if not k.startswith("data/")}
+    bad = checksum.mismatches(saved, now)
+    if bad:
+        named = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+        raise CheckpointCorruptError(
+            f"the data of {len(bad)} item{'s' if len(bad) > 1 else ''} ({named}) does not match the "
+            "checksums saved with it: the files were damaged or changed on disk"
+        )
+    return restored.state
 
 
 def _everywhere(ok: bool) -> bool:
@@ -194,22 +275,45 @@ def set_aside_newer(manager: ocp.CheckpointManager, workdir: str, step: int) -> 
         manager.reload()
 
 
+class Preempted(Exception):
+    """The run stopped on a signal once its checkpoint was saved; rerunning resumes it.
+
+    `exit_status` is the shell's convention for a process ended by signal `signum`, 128 +
+    signum (143 for SIGTERM): non-zero, so a scheduler does not take the run for finished, and
+    distinct from 1 (a crash) and 2 (a user error).
+    """
+
+    def __init__(self, step: int, signum: int = signal.SIGTERM):
+        self.step, self.signum = step, signum
+        self.exit_status = 128 + signum
+        super().__init__(
+            f"Stopped at step {step} on request (signal {signum}, exit status {self.exit_status}); "
+            "rerun the same command to resume."
+        )
+
+    def __reduce__(self):  # rebuilt from its arguments when it crosses a process boundary
+        return Preempted, (self.step, self.signum)
+
+
 class Preemption:
     """Whether the run was told to stop (SIGTERM), at a step every process agrees on.
 
     With jax.distributed initialised, jax's preemption service catches SIGTERM on any process
     and picks the sync step; otherwise a SIGTERM handler, installed for the `with` block, sets a
-    flag read at the next step. `reached(step)` must be called at every step.
+    flag read at the next step. `reached(step)` must be called at every step. A signal while
+    the block waits for the final save only sets `signum`: the save completes first.
     """
 
     def __init__(self):
         self._signalled = False
         self._previous = None
+        self.signum: int | None = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         del frame
         logging.warning("Got signal %d: saving a checkpoint at the next step, then stopping.", signum)
         self._signalled = True
+        self.signum = signum
 
     def __enter__(self) -> Self:
         if not jax.distributed.is_initialized() and threading.current_thread() is threading.main_thread():

@@ -7,7 +7,7 @@ import time
 import jax
 from absl import logging
 
-from consistency_jax.training import parallel
+from consistency_jax.training import files, parallel
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -21,15 +21,40 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def _records_up_to(path: str, step: int) -> tuple[list[str], bool]:
+    """The lines of the JSONL log at `path` whose step is at most `step`, and whether any other
+    line (a step to be trained again, or a line cut short) was dropped."""
+    kept, dropped = [], False
+    with open(path) as f:
+        for line in f.read().splitlines():
+            try:
+                record = json.loads(line)
+                keep = record["step"] <= step
+            except (ValueError, KeyError, TypeError):
+                keep = False
+            kept += [line] if keep else []
+            dropped |= not keep
+    return kept, dropped
+
+
 class MetricsLog:
     """Collects per-step metrics on device; on flush checks finiteness, and (process 0) appends
-    JSONL and prints. Every process checks, so all stop at the same step."""
+    JSONL and prints. Every process checks, so all stop at the same step.
 
-    def __init__(self, workdir: str, total_steps: int, nan_policy: str, manager):
+    A run resumed at step `start` first drops the log's records of later steps (they are trained
+    again), so every step has one record."""
+
+    def __init__(self, workdir: str, total_steps: int, nan_policy: str, manager, start: int = 0):
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.total, self.nan_policy, self.manager = total_steps, nan_policy, manager
         self.pending: list[tuple[int, dict, int]] = []
         self.t0, self.step0 = time.perf_counter(), None
+        self.flushed = False
+        if parallel.is_main_process() and os.path.exists(self.path):
+            kept, dropped = _records_up_to(self.path, start)
+            if dropped:
+                text = "".join(line + "\n" for line in kept).encode()
+                files.write_atomic(self.path, lambda f: f.write(text), "the metrics log")
 
     def add(self, step: int, metrics: dict, steps: int = 1) -> None:
         """Metrics of step `step`, or (`steps` > 1) of steps step.. on a leading axis."""
@@ -41,6 +66,17 @@ class MetricsLog:
         step = self.manager.latest_step()
         where = self.manager.directory
         return f"step {step} in {where}" if step is not None else f"none yet in {where}"
+
+    def _after_resume(self) -> str:
+        """Corrupt input as a suspect, when the loss fails in the first steps after a resume."""
+        if self.flushed or not self.step0:
+            return ""
+        return (
+            f" This came within the first steps after resuming from step {self.step0}: if the loss "
+            "was finite before, the data or that checkpoint may be corrupt (its arrays are checked "
+            "against their checksums when restored, its data iterator position is not); "
+            f"moving checkpoint {self.step0} into checkpoints_unreadable/ resumes from the one before."
+        )
 
     def flush(self) -> None:
         if not self.pending:
@@ -55,16 +91,16 @@ class MetricsLog:
             raise NonFiniteLossError(
                 f"The loss or gradient became non-finite at step {bad[0] + 1}; its update was not "
                 f"applied. Last good checkpoint: {self._last_checkpoint()}. Lower optim.lr, set "
-                "optim.grad_clip, or set train.nan_policy=skip to skip such steps."
+                f"optim.grad_clip, or set train.nan_policy=skip to skip such steps.{self._after_resume()}"
             )
+        self.flushed = True
         if not parallel.is_main_process():
             return
         now = time.perf_counter()
         rate = (steps[-1] + 1 - self.step0) / max(now - self.t0, 1e-9)
         last = {k: float(v) for k, v in host[-1].items()}
         record = {"step": steps[-1] + 1, **last, "steps_per_sec": rate, "skipped": len(bad)}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        files.append_line(self.path, json.dumps(record), "the metrics log")
         extra = f" N {int(last['num_scales'])} mu {last['target_ema']:.5f}" if "num_scales" in last else ""
         extra += f" stage {int(last['ect_stage'])}" if "ect_stage" in last else ""
         eta = format_duration((self.total - steps[-1] - 1) / max(rate, 1e-9))
