@@ -7,7 +7,8 @@ import ml_collections
 
 from consistency_jax.core import ode
 from consistency_jax.core.losses import WEIGHTINGS
-from consistency_jax.core.sampling import TEACHER_SOLVERS, check_multistep_sigmas
+from consistency_jax.core.parametrization import TRIGFLOW_NETWORKS, trigflow_time
+from consistency_jax.core.sampling import TEACHER_SOLVERS, check_multistep_sigmas, check_trigflow_steps
 from consistency_jax.errors import ConfigError
 from consistency_jax.networks import COMPUTE_DTYPES, NETWORKS
 from consistency_jax.training.objectives import DISTANCES, OBJECTIVES, needs_teacher
@@ -56,7 +57,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     m = config.model
     if not m.sigma_min < m.sigma_max:
         raise ConfigError(f"config.model.sigma_min={m.sigma_min} must be < sigma_max={m.sigma_max}.")
-    if needs_teacher(config.objective.name):
+    if config.objective.name in ("sct", "scd"):
+        _check_scm(config)
+    elif needs_teacher(config.objective.name):
         if config.objective.num_scales < 2:
             raise ConfigError("config.objective.num_scales (N) must be >= 2 for CD.")
         if config.objective.teacher_substeps < 1:
@@ -84,6 +87,33 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not 0 <= config.train.ema_rate < 1:
         raise ConfigError(f"config.train.ema_rate must be in [0, 1), got {config.train.ema_rate}.")
     _check_steps_per_dispatch(config.train)
+
+
+def _check_scm(config: ml_collections.ConfigDict) -> None:
+    """sCT/sCD: a teacher for sCD, the tangent's constants, the TrigFlow sampling times."""
+    o, m = config.objective, config.model
+    _choice("model.scm_network", m.scm_network, TRIGFLOW_NETWORKS)
+    if o.name == "scd" and not o.teacher_workdir:
+        raise ConfigError(
+            "sCD needs a trained teacher for dx_t/dt: set config.objective.teacher_workdir to the "
+            "workdir of an EDM run (e.g. --config.objective.teacher_workdir=runs/edm), or train "
+            "from the data alone with objective.name='sct'."
+        )
+    if not o.tangent_c > 0:
+        raise ConfigError(
+            f"config.objective.tangent_c must be > 0 (the tangent is normalised as g / (||g|| + c)), "
+            f"got {o.tangent_c!r}; sCM uses 0.1."
+        )
+    _non_negative("objective.tangent_warmup_steps", o.tangent_warmup_steps)
+    _positive("objective.p_std", o.p_std)
+    t_max = float(trigflow_time(m.sigma_max, m.sigma_data))
+    try:
+        check_trigflow_steps((t_max, *config.sample.trigflow_steps), t_max)
+    except ValueError as e:
+        raise ConfigError(
+            f"config.sample.trigflow_steps={tuple(config.sample.trigflow_steps)}: {e} "
+            f"(t_max = arctan(model.sigma_max / model.sigma_data)); sCM's two steps use (1.1,)."
+        ) from None
 
 
 def _check_churn(s: ml_collections.ConfigDict) -> None:

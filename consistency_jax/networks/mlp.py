@@ -4,7 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from consistency_jax.networks.layers import noise_embedding
+from consistency_jax.networks.layers import LogvarHead, noise_embedding
 
 
 class MLP(nn.Module):
@@ -23,11 +23,14 @@ class MLP(nn.Module):
     fourier_scale: float = 16.0
     num_classes: int = 0
     dtype: jnp.dtype = jnp.float32  # arithmetic dtype; the caller casts parameters and x to it
+    logvar_head: bool = False  # parameters of a LogvarHead named 'logvar' (see `networks.logvar_fn`)
 
     @nn.compact
     def __call__(
         self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None, *, train: bool = False
     ) -> jax.Array:
+        if self.logvar_head:
+            LogvarHead(name="logvar")(c_noise)  # created here, applied alone by networks.logvar_fn
         emb = noise_embedding(self.embedding_type, self.emb_dim, self.fourier_scale)(c_noise)
         if self.num_classes:
             if labels is None:

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from consistency_jax.networks.layers import noise_embedding
+from consistency_jax.networks.layers import LogvarHead, noise_embedding
 
 _SKIP_SCALE = float(np.sqrt(0.5))  # EDM SongUNet block_kwargs skip_scale
 
@@ -165,6 +165,7 @@ class SongUNet(nn.Module):
     num_classes: int = 0
     dtype: jnp.dtype = jnp.float32  # arithmetic dtype; the caller casts parameters and x to it
     remat: bool = False  # recompute each block's activations in the backward pass
+    logvar_head: bool = False  # parameters of a LogvarHead named 'logvar' (see `networks.logvar_fn`)
 
     def _block(
         self, x: jax.Array, emb: jax.Array, train: bool, name: str, features: int, **kw
@@ -261,6 +262,8 @@ class SongUNet(nn.Module):
         factor = 2 ** (len(self.channel_mult) - 1)
         if x.shape[1] % factor or x.shape[2] % factor:
             raise ValueError(f"Image size {x.shape[1:3]} must be divisible by {factor}.")
+        if self.logvar_head:
+            LogvarHead(name="logvar")(c_noise)  # created here, applied alone by networks.logvar_fn
         emb = self._embed(c_noise, labels)
         h, skips = self._encode(x, emb, train)
         return self._decode(h, skips, emb, train, x.shape[1], x.shape[-1])
