@@ -1,0 +1,92 @@
+"""sCT and sCD through the real train loop on the 2-D mixture and the digits: a teacher, then both
+students started from it, sampled in one and two steps as every consistency run is; and the
+loss-weighting head the adaptive weighting trains."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import run_utils
+
+from consistency_jax.config import schema
+from consistency_jax.core.parametrization import Parametrization, denoiser, trigflow_network
+from consistency_jax.data import data_info
+from consistency_jax.evaluation import samples
+from consistency_jax.jobs import train
+from consistency_jax.jobs.teacher import load_teacher
+from consistency_jax.networks import build_network, logvar_fn, network_fn
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def toy_runs(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("scm"))
+    train.train(run_utils.config("toy_edm"), os.path.join(workdir, "edm"))
+    states = {}
+    for name in ("sct", "scd"):
+        config = run_utils.config(f"toy_{name}", {
+            "objective.teacher_workdir": os.path.join(workdir, "edm"),
+            "objective.tangent_warmup_steps": 4,
+        })
+        states[name] = (config, train.train(config, os.path.join(workdir, name)))
+    return workdir, states
+
+
+@pytest.mark.parametrize("name", ["sct", "scd"])
+def test_sct_and_scd_train_and_sample_in_one_and_two_steps(toy_runs, name):
+    workdir, states = toy_runs
+    config, state = states[name]
+    assert int(state.step) == config.train.num_steps
+    assert samples.sampler_names(config) == ["onestep", "2step"]
+    assert [samples.nfe(config, s) for s in ("onestep", "2step")] == [1, 2]
+    for sampler in ("onestep", "2step"):
+        x = np.load(os.path.join(workdir, name, "samples", f"{sampler}.npz"))["samples"]
+        assert x.dtype == np.float32 and x.shape == (64, 2) and np.all(np.isfinite(x))
+    with open(os.path.join(workdir, name, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    assert all(np.isfinite(r["loss"]) for r in records if "loss" in r)
+    # the tangent's warm-up r = min(1, step / 4) reaches 1
+    assert [r["tangent_warmup"] for r in records if "tangent_warmup" in r][-1] == 1.0
+    # the loss-weighting head is in the state and has moved from its zero start
+    head = state.params["logvar"]
+    assert float(jnp.max(jnp.abs(head["Dense_0"]["kernel"]))) > 0
+
+
+def test_a_student_started_from_the_teacher_is_the_teacher_in_trigflow_time(toy_runs):
+    """At step 0 an sCD student (scm_network='edm') is its EDM teacher converted: its one-step
+    consistency function at t is the teacher's denoiser at sigma_d tan t, on x_t = cos t x_sigma."""
+    workdir, states = toy_runs
+    config, _ = states["scd"]
+    teacher = load_teacher(config, data_info(config.data))
+    edm = denoiser(network_fn(teacher.model, teacher.params), Parametrization("edm", 0.5, 0.0))
+    student = build_network(config.network)
+    head = student.init(jax.random.key(1), jnp.zeros((1, 2)), jnp.zeros(1))["params"]["logvar"]
+    params = dict(teacher.params) | {"logvar": head}  # the head plays no part in F
+    trig = denoiser(trigflow_network(network_fn(student, params), "edm", 0.5),
+                    Parametrization("trigflow", 0.5, 0.0))
+    x = jax.random.normal(jax.random.key(0), (16, 2))
+    for t in (0.2, 1.1, 1.5):
+        sigma = 0.5 * np.tan(t)
+        np.testing.assert_allclose(trig(np.cos(t) * x, t), edm(x, sigma), atol=1e-4 * max(1, sigma))
+
+
+def test_logvar_head_is_optional_and_named():
+    cfg = schema.get_config().network
+    x = jnp.zeros((3, 2))
+    plain = build_network(cfg)
+    params = plain.init(jax.random.key(0), x, jnp.zeros(3))["params"]
+    assert "logvar" not in params
+    with pytest.raises(ValueError, match="network.logvar_head=True"):
+        logvar_fn(plain, params)
+    cfg.logvar_head = True
+    model = build_network(cfg)
+    params = model.init(jax.random.key(0), x, jnp.zeros(3))["params"]
+    np.testing.assert_array_equal(logvar_fn(model, params)(jnp.array([0.1, 1.0, 1.5])), 0.0)
+    # the network's output does not depend on the head
+    np.testing.assert_array_equal(model.apply({"params": params}, x, jnp.ones(3)),
+                                  plain.apply({"params": {k: v for k, v in params.items()
+                                                          if k != "logvar"}}, x, jnp.ones(3)))
