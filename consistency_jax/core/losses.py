@@ -38,8 +38,11 @@ def l1_distance(x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def pseudo_huber_distance(x: jax.Array, y: jax.Array, c: float) -> jax.Array:
-    """sqrt(||x - y||_2^2 + c^2) - c on the per-sample norm (iCT Sec. 3.3)."""
-    return jnp.sqrt(jnp.sum(_flat(x - y) ** 2, axis=1) + c**2) - c
+    """sqrt(||x - y||_2^2 + c^2) - c on the per-sample norm (iCT Sec. 3.3); c = 0 is the L2 norm
+    (ECT), its gradient at x = y taken as 0 rather than sqrt's infinite one."""
+    r = jnp.sum(_flat(x - y) ** 2, axis=1) + c**2
+    safe = jnp.where(r > 0, r, 1.0)
+    return jnp.where(r > 0, jnp.sqrt(safe), 0.0) - c
 
 
 def ict_huber_c(dim: int) -> float:

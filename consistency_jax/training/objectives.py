@@ -32,7 +32,7 @@ class Distance:
 
 
 def _pseudo_huber(o: ml_collections.ConfigDict, dim: int) -> Distance:
-    c = o.huber_c or losses.ict_huber_c(dim)
+    c = o.huber_c if o.huber_c >= 0 else losses.ict_huber_c(dim)
     return Distance(lambda v, x, y: losses.pseudo_huber_distance(x, y, c))
 
 
