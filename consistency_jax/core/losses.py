@@ -1,4 +1,4 @@
-"""One loss per paper, on arrays: EDM denoising score matching, CD, CT/iCT, ECT and sCT/sCD.
+"""One loss per paper, on arrays: EDM denoising score matching, CD, CT/iCT, ECT, sCT/sCD and MeanFlow.
 
 Each loss takes its random draws (noise levels, noise) as arguments and the networks as
 callables (`consistency_jax.core.parametrization.denoiser`), so it is the paper's formula alone;
@@ -222,3 +222,51 @@ def scm_loss(
     target = jax.lax.stop_gradient(f_target + g)
     mse = l2_distance(net(x_t / sigma_data, t), target)
     return jnp.mean(prior_weight * jnp.exp(-logvar) * mse + logvar)
+
+
+# --- MeanFlow: the average velocity u(z_t, r, t), t = 0 data and t = 1 noise ---------------------------
+
+AverageVelocity = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # u(z_t, t [B], r [B])
+
+
+def meanflow_pair(
+    key: jax.Array, batch: int, p_mean: float, p_std: float, equal_fraction: float
+) -> tuple[jax.Array, jax.Array]:
+    """(t, r): two logit-normal draws sigmoid(N(p_mean, p_std^2)), t the larger; the first
+    int(batch * equal_fraction) entries get r = t (MeanFlow `sample_tr`, its data_proportion)."""
+    draws = jax.nn.sigmoid(p_mean + p_std * jax.random.normal(key, (2, batch)))
+    t, r = jnp.max(draws, axis=0), jnp.min(draws, axis=0)
+    return t, jnp.where(jnp.arange(batch) < int(batch * equal_fraction), t, r)
+
+
+def meanflow_target(
+    u: AverageVelocity, z_t: jax.Array, t: jax.Array, r: jax.Array, v: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """u(z_t, t, r) and sg(v - clip(t - r, 0, 1) du/dt), du/dt by one JVP with the tangent (v, 1, 0)
+    (MeanFlow identity u = v - (t - r) du/dt; `MeanFlow.forward`)."""
+    u_value, du_dt = jax.jvp(u, (z_t, t, r), (v, jnp.ones_like(t), jnp.zeros_like(r)))
+    target = v - per_sample(jnp.clip(t - r, 0.0, 1.0), v) * du_dt
+    return u_value, jax.lax.stop_gradient(target)
+
+
+def meanflow_loss(
+    u: AverageVelocity, velocity: Velocity, x: jax.Array, e: jax.Array, t: jax.Array, r: jax.Array,
+    norm_p: float, norm_eps: float,
+) -> jax.Array:
+    """E ||u - u_tgt||^2 / sg(||u - u_tgt||^2 + eps)^p over z_t = (1 - t) x + t e (MeanFlow's loss
+    and adaptive weighting, `MeanFlow.forward`); `velocity(z_t, t)` is v: e - x in training (the conditional
+    velocity), the marginal one where known. The JVP pass and the loss's pass are the same call."""
+    z_t = per_sample(1 - t, x) * x + per_sample(t, x) * e
+    u_value, target = meanflow_target(u, z_t, t, r, jax.lax.stop_gradient(velocity(z_t, t)))
+    loss = jnp.sum(_flat(u_value - target) ** 2, axis=1)
+    return jnp.mean(loss / jax.lax.stop_gradient((loss + norm_eps) ** norm_p))
+
+
+def meanflow_sample(u: AverageVelocity, e: jax.Array, ts: tuple[float, ...] = (1.0, 0.0)) -> jax.Array:
+    """z_r = z_t - (t - r) u(z_t, t, r) along ts from 1 (noise e) to 0: one step z_0 = e - u(e, 1, 0)
+    (MeanFlow `solver_step`)."""
+    z = e
+    for t, r in zip(ts[:-1], ts[1:]):
+        tt, rr = jnp.full(e.shape[:1], t, jnp.float32), jnp.full(e.shape[:1], r, jnp.float32)
+        z = z - (t - r) * u(z, tt, rr)
+    return z
