@@ -2,12 +2,22 @@
 flow z_t = (1 - t) x + t e keeps z / a(t) constant, a(t)^2 = (1 - t)^2 S^2 + t^2, so the exact
 average velocity is u(z_t, t, r) = z_t (1 - a(r) / a(t)) / (t - r)."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import run_utils
 
-from consistency_jax.core import losses
+from configs import toy_meanflow
+from consistency_jax.config import schema
+from consistency_jax.core import losses, sampling
+from consistency_jax.core.parametrization import meanflow_network
+from consistency_jax.errors import ConfigError
+from consistency_jax.evaluation import samples
+from consistency_jax.jobs import train
+from consistency_jax.networks import build_network, network_fn
 
 S = 0.4
 
@@ -63,5 +73,43 @@ def test_meanflow_loss_of_the_exact_average_velocity_is_nearly_zero():
 @pytest.mark.parametrize("steps", [(1.0, 0.0), (1.0, 0.5, 0.0)])
 def test_sampling_the_exact_average_velocity_lands_on_the_data_distribution(steps):
     e = jax.random.normal(jax.random.key(2), (4096, 2))
-    z0 = losses.meanflow_sample(exact_u, e, steps)
+    z0 = sampling.meanflow_sample(exact_u, e, steps)
     np.testing.assert_allclose(z0, S * e, atol=1e-5)  # the flow map of Gaussian data: z / a const
+
+
+def test_networks_take_two_times_and_the_second_one_matters():
+    cfg = schema.get_config().network
+    cfg.name, cfg.unet.model_channels, cfg.unet.channel_mult = "ddpmpp", 16, (1,)
+    cfg.unet.num_blocks, cfg.unet.attn_resolutions = 1, ()
+    for model, x in ((build_network(schema.get_config().network), jnp.ones((4, 2))),
+                     (build_network(cfg), jnp.ones((4, 8, 8, 1)))):
+        params = model.init(jax.random.key(0), x, jnp.zeros(4))["params"]  # one time: same tree
+        u = meanflow_network(network_fn(model, params))
+        t = jnp.full((4,), 0.7)
+        a, b = u(x, t, t), u(x, t, jnp.zeros(4))
+        assert a.shape == x.shape and np.all(np.isfinite(a)) and float(jnp.max(jnp.abs(a - b))) > 0
+
+
+def test_meanflow_trains_and_samples_in_one_and_two_steps(tmp_path):
+    config = run_utils.config("toy_meanflow")
+    state = train.train(config, str(tmp_path / "mf"))
+    assert int(state.step) == config.train.num_steps
+    assert samples.sampler_names(config) == ["onestep", "2step"]
+    assert [samples.nfe(config, s) for s in ("onestep", "2step")] == [1, 2]
+    for sampler in ("onestep", "2step"):
+        x = np.load(tmp_path / "mf" / "samples" / f"{sampler}.npz")["samples"]
+        assert x.dtype == np.float32 and x.shape == (64, 2) and np.all(np.isfinite(x))
+
+
+@pytest.mark.parametrize("section,key,value,message", [
+    ("objective", "meanflow_equal_fraction", 1.5, "meanflow_equal_fraction must be in [0, 1]"),
+    ("objective", "meanflow_norm_eps", 0.0, "config.objective.meanflow_norm_eps must be > 0"),
+    ("sample", "meanflow_steps", (0.5, 0.7), "must decrease strictly within (0, 1)"),
+    ("sample", "meanflow_steps", (1.0,), "must decrease strictly within (0, 1)"),
+])
+def test_meanflow_values_that_cannot_work(tmp_path, section, key, value, message):
+    config = toy_meanflow.get_config()
+    config[section][key] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train.train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

@@ -59,6 +59,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.model.sigma_min={m.sigma_min} must be < sigma_max={m.sigma_max}.")
     if config.objective.name in ("sct", "scd"):
         _check_scm(config)
+    elif config.objective.name == "meanflow":
+        _check_meanflow(config)
     elif needs_teacher(config.objective.name):
         if config.objective.num_scales < 2:
             raise ConfigError("config.objective.num_scales (N) must be >= 2 for CD.")
@@ -114,6 +116,24 @@ def _check_scm(config: ml_collections.ConfigDict) -> None:
             f"config.sample.trigflow_steps={tuple(config.sample.trigflow_steps)}: {e} "
             f"(t_max = arctan(model.sigma_max / model.sigma_data)); sCM's two steps use (1.1,)."
         ) from None
+
+
+def _check_meanflow(config: ml_collections.ConfigDict) -> None:
+    """MeanFlow: the r = t fraction, the adaptive weight's constants, the sampling times."""
+    o = config.objective
+    if not 0 <= o.meanflow_equal_fraction <= 1:
+        raise ConfigError(
+            f"config.objective.meanflow_equal_fraction must be in [0, 1] (the fraction of the batch "
+            f"with r = t), got {o.meanflow_equal_fraction!r}."
+        )
+    _non_negative("objective.meanflow_norm_p", o.meanflow_norm_p)
+    _positive("objective.meanflow_norm_eps", o.meanflow_norm_eps)
+    ts = [1.0, *[float(t) for t in config.sample.meanflow_steps], 0.0]
+    if any(b >= a for a, b in zip(ts, ts[1:])):
+        raise ConfigError(
+            f"config.sample.meanflow_steps={tuple(config.sample.meanflow_steps)} must decrease "
+            "strictly within (0, 1): the times between the noise (1) and the data (0)."
+        )
 
 
 def _check_churn(s: ml_collections.ConfigDict) -> None:

@@ -61,9 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- objective -------------------------------------------------------------------
     c.objective = o = ml_collections.ConfigDict()
-    o.name = "edm"  # edm (teacher DSM) | cd | ct | ict | ect | sct | scd
+    o.name = "edm"  # edm (teacher DSM) | cd | ct | ict | ect | sct | scd | meanflow
     # EDM, ECT: ln sigma ~ N(p_mean, p_std^2); iCT: lognormal index weights; sCT/sCD: tau = ln sigma,
-    # t = arctan(e^tau / sigma_d)
+    # t = arctan(e^tau / sigma_d); MeanFlow: t, r = sigmoid of two N(p_mean, p_std^2) draws
     o.p_mean = -1.2
     o.p_std = 1.2
     o.distance = "l2"  # l2 | l1 | pseudo_huber | lpips (metric d in the CD/CT loss)
@@ -88,6 +88,9 @@ def get_config() -> ml_collections.ConfigDict:
     o.tangent_c = 0.1  # sCT/sCD: tangent normalisation g / (||g|| + c), c > 0
     o.tangent_rms = False  # sCT/sCD: ||g|| as the root mean square (FastGen) instead of the L2 norm
     o.prior_weighting = True  # sCT/sCD: the loss weight 1 / sigma = 1 / (sigma_d tan t) (FastGen)
+    o.meanflow_equal_fraction = 0.75  # MeanFlow: the fraction of the batch with r = t (data_proportion)
+    o.meanflow_norm_p = 1.0  # MeanFlow: adaptive weight 1 / sg(||u - u_tgt||^2 + eps)^p
+    o.meanflow_norm_eps = 0.01
 
     # --- optimizer ---------------------------------------------------------------------
     c.optim = p = ml_collections.ConfigDict()
@@ -129,6 +132,7 @@ def get_config() -> ml_collections.ConfigDict:
     # sCT/sCD multistep: the TrigFlow times t after t_max = arctan(sigma_max / sigma_d), each in
     # (0, t_max), decreasing; the sample is re-noised as cos t x0 + sin t z (sCM: t_mid = 1.1)
     s.trigflow_steps = (1.1,)
+    s.meanflow_steps = (0.5,)  # MeanFlow multistep: the times between 1 (noise) and 0, decreasing
     s.teacher_steps = 18  # teacher ODE: Karras grid size (18 -> 35 evaluations with Heun)
     s.teacher_solver = "heun"  # heun | euler | stochastic (EDM Alg. 2: churn, then a Heun step)
     s.s_churn = 0.0  # stochastic: S_churn, total noise added (0: the deterministic Heun sampler)

@@ -261,12 +261,3 @@ def meanflow_loss(
     loss = jnp.sum(_flat(u_value - target) ** 2, axis=1)
     return jnp.mean(loss / jax.lax.stop_gradient((loss + norm_eps) ** norm_p))
 
-
-def meanflow_sample(u: AverageVelocity, e: jax.Array, ts: tuple[float, ...] = (1.0, 0.0)) -> jax.Array:
-    """z_r = z_t - (t - r) u(z_t, t, r) along ts from 1 (noise e) to 0: one step z_0 = e - u(e, 1, 0)
-    (MeanFlow `solver_step`)."""
-    z = e
-    for t, r in zip(ts[:-1], ts[1:]):
-        tt, rr = jnp.full(e.shape[:1], t, jnp.float32), jnp.full(e.shape[:1], r, jnp.float32)
-        z = z - (t - r) * u(z, tt, rr)
-    return z

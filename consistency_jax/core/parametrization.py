@@ -109,3 +109,9 @@ def precondition(net: NetworkFn, param: Parametrization, x: jax.Array, sigma: ja
 def denoiser(net: NetworkFn, param: Parametrization) -> Denoiser:
     """The (x, sigma) -> x0_hat callable of a network, for the ODE, the samplers and the losses."""
     return lambda x, sigma: precondition(net, param, x, sigma)
+
+
+def meanflow_network(net: NetworkFn) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
+    """MeanFlow's u(z_t, t, r) = F(z_t, (t, t - r)): the network takes z_t as it is and the two
+    times t and h = t - r as c_noise [B, 2] (MeanFlow `u_fn`; t = 0 data, t = 1 noise)."""
+    return lambda z, t, r: net(z, jnp.stack([t, t - r], axis=1))

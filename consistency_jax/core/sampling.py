@@ -84,6 +84,19 @@ def trigflow_sample(
     return jnp.clip(x0, -1, 1) if clip else x0
 
 
+def meanflow_sample(
+    u: Callable[[jax.Array, jax.Array, jax.Array], jax.Array], e: jax.Array,
+    ts: Sequence[float] = (1.0, 0.0), clip: bool = False,
+) -> jax.Array:
+    """z_r = z_t - (t - r) u(z_t, t, r) along ts from 1 (noise e) to 0: one step z_0 = e - u(e, 1, 0)
+    (MeanFlow `solver_step`)."""
+    z = e
+    for t, r in zip(ts[:-1], ts[1:]):
+        tt, rr = jnp.full(e.shape[:1], t, jnp.float32), jnp.full(e.shape[:1], r, jnp.float32)
+        z = z - (t - r) * u(z, tt, rr)
+    return jnp.clip(z, -1, 1) if clip else z
+
+
 def teacher_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float) -> jax.Array:
     """The Karras grid of `num_steps` sigmas followed by 0 (EDM Alg. 1: 2 num_steps - 1 evaluations)."""
     return jnp.append(karras_sigmas(num_steps, sigma_min, sigma_max, rho), 0.0)

@@ -11,7 +11,13 @@ from matplotlib.figure import Figure
 from matplotlib.image import imsave
 
 from consistency_jax.core import sampling
-from consistency_jax.core.parametrization import Parametrization, denoiser, trigflow_network, trigflow_time
+from consistency_jax.core.parametrization import (
+    Parametrization,
+    denoiser,
+    meanflow_network,
+    trigflow_network,
+    trigflow_time,
+)
 from consistency_jax.data import DataInfo, build_dataset
 from consistency_jax.networks import network_fn
 from consistency_jax.training import parallel
@@ -33,6 +39,8 @@ def nfe(config: ml_collections.ConfigDict, sampler: str) -> int:
         return 2 * config.sample.teacher_steps - 1
     if sampler == "onestep":
         return 1
+    if config.objective.name == "meanflow":
+        return len(config.sample.meanflow_steps) + 1
     return len(multistep_times(config))
 
 
@@ -63,6 +71,11 @@ def make_sampler(
         fn = lambda params, key: sampling.teacher_sample(
             denoiser(network_fn(model, params), edm), key, batch_shape, sigmas, s.teacher_solver,
             clip, churn,
+        )
+    elif config.objective.name == "meanflow":
+        ts = (1.0, 0.0) if name == "onestep" else (1.0, *s.meanflow_steps, 0.0)
+        fn = lambda params, key: sampling.meanflow_sample(
+            meanflow_network(network_fn(model, params)), jax.random.normal(key, batch_shape), ts, clip
         )
     else:
         times = multistep_times(config)

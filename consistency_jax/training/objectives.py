@@ -15,7 +15,13 @@ import jax.numpy as jnp
 import ml_collections
 
 from consistency_jax.core import losses, ode, schedules
-from consistency_jax.core.parametrization import Parametrization, denoiser, edm_sigma, trigflow_network
+from consistency_jax.core.parametrization import (
+    Parametrization,
+    denoiser,
+    edm_sigma,
+    meanflow_network,
+    trigflow_network,
+)
 from consistency_jax.networks import logvar_fn, network_fn
 
 DistanceFn = Callable[[Any, jax.Array, jax.Array], jax.Array]  # (variables, x, y) -> [B]
@@ -240,6 +246,25 @@ def scm_objective(
     return Objective(loss=loss, target_ema=None, needs_teacher=distils)
 
 
+def meanflow_objective(config: ml_collections.ConfigDict, model: nn.Module, **_) -> Objective:
+    """MeanFlow: the average velocity u(z_t, t, r) against its JVP target with the conditional
+    velocity e - x, adaptively weighted (MeanFlow `MeanFlow.forward`); from data alone."""
+    o = config.objective
+
+    def loss(params, target_params, frozen, batch, key, step):
+        x, labels = batch["x"], _labels(config, batch)
+        k_t, k_noise, k_drop = jax.random.split(key, 3)
+        t, r = losses.meanflow_pair(k_t, x.shape[0], o.p_mean, o.p_std, o.meanflow_equal_fraction)
+        e = jax.random.normal(k_noise, x.shape)
+        u = meanflow_network(network_fn(model, params, labels, train=True, dropout_key=k_drop))
+        value = losses.meanflow_loss(
+            u, lambda z, t: e - x, x, e, t, r, o.meanflow_norm_p, o.meanflow_norm_eps
+        )
+        return value, {"loss": value, "target_ema": jnp.zeros(())}
+
+    return Objective(loss=loss, target_ema=None)
+
+
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "edm": edm_objective,
     "cd": cd_objective,
@@ -248,6 +273,7 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "ect": ect_objective,
     "sct": scm_objective,
     "scd": scm_objective,
+    "meanflow": meanflow_objective,
 }
 
 
