@@ -90,3 +90,28 @@ def test_logvar_head_is_optional_and_named():
     np.testing.assert_array_equal(model.apply({"params": params}, x, jnp.ones(3)),
                                   plain.apply({"params": {k: v for k, v in params.items()
                                                           if k != "logvar"}}, x, jnp.ones(3)))
+
+
+def test_the_jvp_and_the_primal_pass_share_the_dropout_mask():
+    """At F_theta = F_theta- the loss is ||g / (||g|| + c)||^2 / D exactly when both passes drop the
+    same units; with dropout 0.5 another mask would add F_theta - F_theta- != 0."""
+    from consistency_jax.core import losses
+    from consistency_jax.training.objectives import make_objective
+
+    config = schema.get_config()
+    config.objective.name, config.objective.prior_weighting = "sct", False
+    config.network.dropout = 0.5
+    model = build_network(config.network)
+    x = jax.random.normal(jax.random.key(0), (32, 2)) * 0.5
+    params = model.init(jax.random.key(1), x, jnp.zeros(32))["params"]
+    objective = make_objective(config, model, dim=2)
+    key = jax.random.key(2)
+    value, _ = objective.loss(params, None, objective.frozen_inputs(), {"x": x}, key, 10**6)
+    k_t, k_noise, k_drop = jax.random.split(key, 3)
+    t = losses.scm_time(k_t, 32, config.objective.p_mean, config.objective.p_std, 0.5)
+    z = 0.5 * jax.random.normal(k_noise, x.shape)
+    net = trigflow_network(network_fn(model, params, train=True, dropout_key=k_drop), "edm", 0.5)
+    x_t, v = losses.trigflow_noisy(x, z, t), losses.sct_velocity(x, z, t)
+    g = losses.scm_tangent(*losses.trigflow_jvp(net, x_t, t, v, 0.5), x_t, t, v, 1.0, 0.5)
+    norm = jnp.linalg.norm(g, axis=1)
+    np.testing.assert_allclose(value, jnp.mean((norm / (norm + 0.1)) ** 2) / 2, rtol=1e-5)
