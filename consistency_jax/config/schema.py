@@ -84,7 +84,8 @@ def get_config() -> ml_collections.ConfigDict:
     o.ect_k = 8.0  # ECT: n(t) = 1 + k sigmoid(-b t), a wider gap at small t
     o.ect_b = 1.0
     o.ect_stage_steps = 0  # ECT: steps per stage s (0: one stage for the whole run)
-    o.tangent_warmup_steps = 10_000  # sCT/sCD: r = min(1, step / this) scales the tangent's 2nd term
+    # sCT/sCD: r = min(1, step / this) scales the tangent's second term (0: r = 1 from the start)
+    o.tangent_warmup_steps = 10_000
     o.tangent_c = 0.1  # sCT/sCD: tangent normalisation g / (||g|| + c), c > 0
     o.tangent_rms = False  # sCT/sCD: ||g|| as the root mean square (FastGen) instead of the L2 norm
     o.prior_weighting = True  # sCT/sCD: the loss weight 1 / sigma = 1 / (sigma_d tan t) (FastGen)

@@ -234,7 +234,8 @@ def scm_objective(
             velocity = lambda x_t, t: ode.trigflow_drift(teacher, x_t, t, sd)
         else:
             velocity = lambda x_t, t: losses.sct_velocity(x, z, t)
-        warmup = jnp.minimum(1.0, step / max(o.tangent_warmup_steps, 1)).astype(jnp.float32)
+        warmup = jnp.minimum(1.0, step / o.tangent_warmup_steps) if o.tangent_warmup_steps else 1.0
+        warmup = jnp.asarray(warmup, jnp.float32)
         logvar = logvar_fn(model, params)(t) if adaptive else jnp.zeros_like(t)
         prior = 1 / edm_sigma(t, sd) if o.prior_weighting else jnp.ones_like(t)
         value = losses.scm_loss(
