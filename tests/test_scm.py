@@ -115,3 +115,19 @@ def test_the_jvp_and_the_primal_pass_share_the_dropout_mask():
     g = losses.scm_tangent(*losses.trigflow_jvp(net, x_t, t, v, 0.5), x_t, t, v, 1.0, 0.5)
     norm = jnp.linalg.norm(g, axis=1)
     np.testing.assert_allclose(value, jnp.mean((norm / (norm + 0.1)) ** 2) / 2, rtol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["toy", "digits"])
+def test_pipeline_stages_sct_and_scd_use_the_pipelines_teacher(tmp_path, preset):
+    """sCD distils the teacher (first process, after it); sCT starts from it (second process,
+    once it is trained); MeanFlow learns from the data alone (second process, from the start)."""
+    from configs.presets import PRESETS
+    from consistency_jax.jobs import end_to_end
+    from consistency_jax.training.objectives import needs_teacher
+
+    configs = end_to_end.stage_configs(PRESETS[preset], str(tmp_path), ("edm", "scd", "sct", "meanflow"))
+    for stage in ("scd", "sct"):
+        assert configs[stage].objective.teacher_workdir == os.path.join(str(tmp_path), "edm")
+        assert end_to_end.uses_teacher(configs[stage])
+    assert needs_teacher("scd") and not needs_teacher("sct")
+    assert not end_to_end.uses_teacher(configs["meanflow"])
