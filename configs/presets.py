@@ -1,15 +1,33 @@
 """The end-to-end presets of pipeline.py: stage -> config; the first stage is the teacher."""
 
-from configs import digits_cd, digits_ect, digits_edm, digits_ict, toy_cd, toy_ct, toy_ect, toy_edm, toy_ict
+from configs import (
+    digits_cd,
+    digits_ect,
+    digits_edm,
+    digits_ict,
+    digits_meanflow,
+    digits_scd,
+    digits_sct,
+    toy_cd,
+    toy_ct,
+    toy_ect,
+    toy_edm,
+    toy_ict,
+    toy_meanflow,
+    toy_scd,
+    toy_sct,
+)
 
 PRESETS = {
     "toy": {
         "edm": toy_edm.get_config, "cd": toy_cd.get_config, "ct": toy_ct.get_config,
-        "ict": toy_ict.get_config, "ect": toy_ect.get_config,
+        "ict": toy_ict.get_config, "ect": toy_ect.get_config, "sct": toy_sct.get_config,
+        "scd": toy_scd.get_config, "meanflow": toy_meanflow.get_config,
     },
     "digits": {
         "edm": digits_edm.get_config, "cd": digits_cd.get_config, "ict": digits_ict.get_config,
-        "ect": digits_ect.get_config,
+        "ect": digits_ect.get_config, "sct": digits_sct.get_config, "scd": digits_scd.get_config,
+        "meanflow": digits_meanflow.get_config,
     },
 }
 DEFAULT_STAGES = ("edm", "cd", "ict")

@@ -10,7 +10,7 @@ import sys
 import pytest
 import run_utils
 
-from configs import digits_edm, toy_cd, toy_edm, toy_ict
+from configs import digits_edm, toy_cd, toy_edm, toy_ict, toy_scd, toy_sct
 from consistency_jax.errors import ConfigError
 from consistency_jax.jobs import train
 from consistency_jax.jobs.teacher import TeacherNotFoundError
@@ -116,6 +116,35 @@ def test_ect_with_a_gap_that_never_shrinks_or_no_teacher_to_start_from(tmp_path)
     with pytest.raises(TeacherNotFoundError, match="No teacher run in .*no_such_teacher"):
         train.train(config, str(tmp_path / "ect"))
     assert not (tmp_path / "ect").exists()
+
+
+@pytest.mark.parametrize("name,section,key,value,message", [
+    ("toy_scd", "objective", "teacher_workdir", "", "sCD needs a trained teacher for dx_t/dt"),
+    ("toy_sct", "objective", "tangent_c", 0.0, "config.objective.tangent_c must be > 0"),
+    ("toy_scd", "objective", "tangent_c", -0.1, "config.objective.tangent_c must be > 0"),
+    ("toy_sct", "sample", "trigflow_steps", (0.0,), "decrease strictly within (0, t_max=1.5645]"),
+    ("toy_sct", "sample", "trigflow_steps", (1.6,), "decrease strictly within (0, t_max=1.5645]"),
+    ("toy_scd", "sample", "trigflow_steps", (1.1, 1.3), "decrease strictly"),
+    ("toy_sct", "model", "scm_network", "vp", "config.model.scm_network='vp' is not known"),
+])
+def test_scm_values_that_cannot_work(tmp_path, name, section, key, value, message):
+    config = {"toy_sct": toy_sct, "toy_scd": toy_scd}[name].get_config()
+    config[section][key] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train.train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_scd_from_a_run_that_is_not_an_edm_teacher(tmp_path):
+    """Only an EDM teacher converts to TrigFlow: a consistency run in teacher_workdir is refused."""
+    other = tmp_path / "ict"
+    other.mkdir()
+    (other / "config.json").write_text(toy_ict.get_config().to_json())
+    config = toy_scd.get_config()
+    config.objective.teacher_workdir = str(other)
+    with pytest.raises(TeacherNotFoundError, match="holds a 'ict' run, not an EDM teacher"):
+        train.train(config, str(tmp_path / "scd"))
+    assert not (tmp_path / "scd").exists()
 
 
 def test_cd_with_a_teacher_dir_but_no_checkpoint(tmp_path):

@@ -18,7 +18,7 @@ from consistency_jax.core.parametrization import (
 )
 from consistency_jax.data.toy import gmm2d
 from consistency_jax.networks import build_network, network_fn
-from consistency_jax.training.objectives import make_objective
+from consistency_jax.training.objectives import make_distance, make_objective
 
 GMM = gmm2d()
 SD, EPS, TMAX = 0.5, 0.002, 80.0
@@ -60,6 +60,19 @@ def test_pseudo_huber_closed_form_and_ict_c():
     x, y = jnp.array([[3.0, 4.0], [0.0, 0.0]]), jnp.zeros((2, 2))
     np.testing.assert_allclose(pseudo_huber_distance(x, y, 0.1), [np.sqrt(25.01) - 0.1, 0.0], rtol=1e-6)
     assert ict_huber_c(3072) == pytest.approx(0.0299, abs=1e-4)  # CIFAR-10 (iCT)
+
+
+def test_huber_c_zero_is_the_l2_norm_and_a_negative_c_is_icts():
+    x, y = jnp.array([[3.0, 4.0], [1.0, 1.0]]), jnp.array([[0.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_allclose(pseudo_huber_distance(x, y, 0.0), [5.0, 0.0])
+    grad = jax.grad(lambda a: jnp.sum(pseudo_huber_distance(a, y, 0.0)))(x)
+    np.testing.assert_allclose(grad, [[0.6, 0.8], [0.0, 0.0]], rtol=1e-6)  # finite at x = y
+    c = schema.get_config().objective
+    c.distance = "pseudo_huber"
+    dist = lambda o: make_distance(o, 3072).fn(None, x, y)
+    np.testing.assert_allclose(dist(c), pseudo_huber_distance(x, y, ict_huber_c(3072)))  # default
+    c.huber_c = 0.0
+    np.testing.assert_allclose(dist(c), [5.0, 0.0])
 
 
 # --- the exact consistency function of the mixture's PF-ODE ----------------------------------

@@ -11,7 +11,8 @@ from consistency_jax.config.overrides import flat_keys
 from consistency_jax.config.schema import load_config
 from consistency_jax.core import ode
 from consistency_jax.core.losses import WEIGHTINGS
-from consistency_jax.core.sampling import TEACHER_SOLVERS, check_multistep_sigmas
+from consistency_jax.core.parametrization import TRIGFLOW_NETWORKS, trigflow_time
+from consistency_jax.core.sampling import TEACHER_SOLVERS, check_multistep_sigmas, check_trigflow_steps
 from consistency_jax.errors import ConfigError
 from consistency_jax.networks import COMPUTE_DTYPES, NETWORKS
 from consistency_jax.training.lock import LOCK_NAME
@@ -109,7 +110,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     m = config.model
     if not m.sigma_min < m.sigma_max:
         raise ConfigError(f"config.model.sigma_min={m.sigma_min} must be < sigma_max={m.sigma_max}.")
-    if needs_teacher(config.objective.name):
+    if config.objective.name in ("sct", "scd"):
+        _check_scm(config)
+    elif config.objective.name == "meanflow":
+        _check_meanflow(config)
+    elif needs_teacher(config.objective.name):
         if config.objective.num_scales < 2:
             raise ConfigError("config.objective.num_scales (N) must be >= 2 for CD.")
         if not config.objective.teacher_workdir:
@@ -133,6 +138,51 @@ def validate(config: ml_collections.ConfigDict) -> None:
     except ValueError as e:
         raise ConfigError(f"config.sample.multistep_sigmas: {e}") from None
     _check_steps_per_dispatch(config.train)
+
+
+def _check_scm(config: ml_collections.ConfigDict) -> None:
+    """sCT/sCD: a teacher for sCD, the tangent's constants, the TrigFlow sampling times."""
+    o, m = config.objective, config.model
+    _choice("model.scm_network", m.scm_network, TRIGFLOW_NETWORKS)
+    if o.name == "scd" and not o.teacher_workdir:
+        raise ConfigError(
+            "sCD needs a trained teacher for dx_t/dt: set config.objective.teacher_workdir to the "
+            "workdir of an EDM run (e.g. --config.objective.teacher_workdir=runs/edm), or train "
+            "from the data alone with objective.name='sct'."
+        )
+    if not o.tangent_c > 0:
+        raise ConfigError(
+            f"config.objective.tangent_c must be > 0 (the tangent is normalised as g / (||g|| + c)), "
+            f"got {o.tangent_c!r}; sCM uses 0.1."
+        )
+    _non_negative("objective.tangent_warmup_steps", o.tangent_warmup_steps)
+    _positive("objective.p_std", o.p_std)
+    t_max = float(trigflow_time(m.sigma_max, m.sigma_data))
+    try:
+        check_trigflow_steps((t_max, *config.sample.trigflow_steps), t_max)
+    except ValueError as e:
+        raise ConfigError(
+            f"config.sample.trigflow_steps={tuple(config.sample.trigflow_steps)}: {e} "
+            f"(t_max = arctan(model.sigma_max / model.sigma_data)); sCM's two steps use (1.1,)."
+        ) from None
+
+
+def _check_meanflow(config: ml_collections.ConfigDict) -> None:
+    """MeanFlow: the r = t fraction, the adaptive weight's constants, the sampling times."""
+    o = config.objective
+    if not 0 <= o.meanflow_equal_fraction <= 1:
+        raise ConfigError(
+            f"config.objective.meanflow_equal_fraction must be in [0, 1] (the fraction of the batch "
+            f"with r = t), got {o.meanflow_equal_fraction!r}."
+        )
+    _non_negative("objective.meanflow_norm_p", o.meanflow_norm_p)
+    _positive("objective.meanflow_norm_eps", o.meanflow_norm_eps)
+    ts = [1.0, *[float(t) for t in config.sample.meanflow_steps], 0.0]
+    if any(b >= a for a, b in zip(ts, ts[1:])):
+        raise ConfigError(
+            f"config.sample.meanflow_steps={tuple(config.sample.meanflow_steps)} must decrease "
+            "strictly within (0, 1): the times between the noise (1) and the data (0)."
+        )
 
 
 def _check_churn(s: ml_collections.ConfigDict) -> None:

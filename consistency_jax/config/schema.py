@@ -35,6 +35,10 @@ def get_config() -> ml_collections.ConfigDict:
     m.sigma_min = 0.002  # epsilon: boundary of the consistency function, smallest grid sigma
     m.sigma_max = 80.0  # T: largest sigma
     m.rho = 7.0  # Karras grid exponent
+    # sCT/sCD (TrigFlow time t = arctan(sigma / sigma_d)): how the network takes t. edm: an
+    # EDM-preconditioned network, F = -F_edm(x_t / sigma_d, ln(sigma_d tan t) / 4), an exact
+    # conversion, so it starts from (and distils) an EDM teacher; trigflow: c_noise = t (sCM Sec. 4.1).
+    m.scm_network = "edm"
 
     # --- network ---------------------------------------------------------------------
     c.network = n = ml_collections.ConfigDict()
@@ -46,6 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
     # float32. bfloat16 pays off on GPUs and TPUs; CPUs have no fast bfloat16 convolutions.
     n.compute_dtype = "float32"
     n.remat = False  # U-Net: recompute each block's activations in the backward pass (less memory)
+    # a loss-weighting head w_phi(t) (its own small parameters in the network's tree): sCT/sCD's
+    # adaptive weighting e^-w_phi(t) loss + w_phi(t); off, those losses weigh every t alike
+    n.logvar_head = False
     n.mlp = ml_collections.ConfigDict(dict(hidden=256, depth=4, emb_dim=128))
     n.unet = ml_collections.ConfigDict(
         dict(
@@ -59,17 +66,21 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- objective -------------------------------------------------------------------
     c.objective = o = ml_collections.ConfigDict()
-    o.name = "edm"  # edm (teacher DSM) | cd | ct | ict | ect
-    o.p_mean = -1.2  # EDM, ECT: ln sigma ~ N(p_mean, p_std^2); iCT: lognormal index weights
+    o.name = "edm"  # edm (teacher DSM) | cd | ct | ict | ect | sct | scd | meanflow
+    # EDM, ECT: ln sigma ~ N(p_mean, p_std^2); iCT: lognormal index weights; sCT/sCD: tau = ln sigma,
+    # t = arctan(e^tau / sigma_d); MeanFlow: t, r = sigmoid of two N(p_mean, p_std^2) draws
+    o.p_mean = -1.2
     o.p_std = 1.2
     o.distance = "l2"  # l2 | l1 | pseudo_huber | lpips (metric d in the CD/CT loss)
-    o.huber_c = 0.0  # pseudo-Huber c; 0 = 0.00054 * sqrt(dim) (iCT)
+    # pseudo-Huber c: >= 0 as given (0: the unsquared L2 norm, ECT's CIFAR-10 loss); -1 (any value
+    # < 0): iCT's 0.00054 sqrt(dim)
+    o.huber_c = -1.0
     o.weighting = "uniform"  # uniform | ict (1 / (sigma_{n+1} - sigma_n))
     o.num_scales = 18  # CD: N, grid size
     o.solver = "heun"  # CD: teacher ODE step (euler | heun)
     o.teacher_substeps = 1  # CD: teacher solver steps per grid interval (on a K-times finer grid)
     o.target_ema = 0.0  # CD: mu, target network EMA rate (0: target = sg(online))
-    o.teacher_workdir = ""  # CD: the trained teacher's workdir (required); CT/iCT/ECT: start from it
+    o.teacher_workdir = ""  # CD, sCD: the trained teacher's workdir (required); others: start from it
     o.init_from_teacher = True  # start the student (and its EMA) from the teacher in teacher_workdir
     o.s0 = 2  # CT/iCT curriculum: initial number of steps (s0)
     o.s1 = 150  # CT/iCT curriculum: final number of steps (s1)
@@ -78,6 +89,14 @@ def get_config() -> ml_collections.ConfigDict:
     o.ect_k = 8.0  # ECT: n(t) = 1 + k sigmoid(-b t), a wider gap at small t
     o.ect_b = 1.0
     o.ect_stage_steps = 0  # ECT: steps per stage s (0: one stage for the whole run)
+    # sCT/sCD: r = min(1, step / this) scales the tangent's second term (0: r = 1 from the start)
+    o.tangent_warmup_steps = 10_000
+    o.tangent_c = 0.1  # sCT/sCD: tangent normalisation g / (||g|| + c), c > 0
+    o.tangent_rms = False  # sCT/sCD: ||g|| as the root mean square (FastGen) instead of the L2 norm
+    o.prior_weighting = True  # sCT/sCD: the loss weight 1 / sigma = 1 / (sigma_d tan t) (FastGen)
+    o.meanflow_equal_fraction = 0.75  # MeanFlow: the fraction of the batch with r = t (data_proportion)
+    o.meanflow_norm_p = 1.0  # MeanFlow: adaptive weight 1 / sg(||u - u_tgt||^2 + eps)^p
+    o.meanflow_norm_eps = 0.01
 
     # --- optimizer ---------------------------------------------------------------------
     c.optim = p = ml_collections.ConfigDict()
@@ -116,6 +135,10 @@ def get_config() -> ml_collections.ConfigDict:
     s.num_samples = 2000
     s.batch_size = 1000
     s.multistep_sigmas = (0.821,)  # intermediate sigmas after sigma_max for multistep sampling
+    # sCT/sCD multistep: the TrigFlow times t after t_max = arctan(sigma_max / sigma_d), each in
+    # (0, t_max), decreasing; the sample is re-noised as cos t x0 + sin t z (sCM: t_mid = 1.1)
+    s.trigflow_steps = (1.1,)
+    s.meanflow_steps = (0.5,)  # MeanFlow multistep: the times between 1 (noise) and 0, decreasing
     s.teacher_steps = 18  # teacher ODE: Karras grid size (18 -> 35 evaluations with Heun)
     s.teacher_solver = "heun"  # heun | euler | stochastic (EDM Alg. 2: churn, then a Heun step)
     s.s_churn = 0.0  # stochastic: S_churn, total noise added (0: the deterministic Heun sampler)

@@ -1,4 +1,4 @@
-"""One loss per paper, on arrays: EDM denoising score matching, CD, CT/iCT and ECT.
+"""One loss per paper, on arrays: EDM denoising score matching, CD, CT/iCT, ECT, sCT/sCD and MeanFlow.
 
 Each loss takes its random draws (noise levels, noise) as arguments and the networks as
 callables (`consistency_jax.core.parametrization.denoiser`), so it is the paper's formula alone;
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from consistency_jax.core import schedules
 from consistency_jax.core.arrays import per_sample
 from consistency_jax.core.ode import Denoiser
-from consistency_jax.core.parametrization import edm_scalings
+from consistency_jax.core.parametrization import NetworkFn, edm_scalings, trigflow_time
 
 Distance = Callable[[jax.Array, jax.Array], jax.Array]  # (x, y) -> [B]
 Grid = tuple[float, float, float]  # (sigma_min, sigma_max, rho) of the Karras grid
@@ -38,8 +38,11 @@ def l1_distance(x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def pseudo_huber_distance(x: jax.Array, y: jax.Array, c: float) -> jax.Array:
-    """sqrt(||x - y||_2^2 + c^2) - c on the per-sample norm (iCT Sec. 3.3)."""
-    return jnp.sqrt(jnp.sum(_flat(x - y) ** 2, axis=1) + c**2) - c
+    """sqrt(||x - y||_2^2 + c^2) - c on the per-sample norm (iCT Sec. 3.3); c = 0 is the L2 norm
+    (ECT), its gradient at x = y taken as 0 rather than sqrt's infinite one."""
+    r = jnp.sum(_flat(x - y) ** 2, axis=1) + c**2
+    safe = jnp.where(r > 0, r, 1.0)
+    return jnp.where(r > 0, jnp.sqrt(safe), 0.0) - c
 
 
 def ict_huber_c(dim: int) -> float:
@@ -151,3 +154,110 @@ def ct_loss(
     x_hi = x + per_sample(t_hi, x) * z
     x_lo = x + per_sample(t_lo, x) * z
     return consistency_loss(f, f_target, x_hi, t_hi, x_lo, t_lo, weight, distance)
+
+
+# --- sCM: continuous-time consistency on TrigFlow (sCT, sCD) ----------------------------------------
+
+Velocity = Callable[[jax.Array, jax.Array], jax.Array]  # dx_t/dt at (x_t, t [B])
+
+
+def scm_time(key: jax.Array, batch: int, p_mean: float, p_std: float, sigma_data: float) -> jax.Array:
+    """t = arctan(e^tau / sigma_d), tau ~ N(p_mean, p_std^2) (sCM Alg. 1)."""
+    return trigflow_time(schedules.lognormal_sigma(key, (batch,), p_mean, p_std), sigma_data)
+
+
+def trigflow_noisy(x0: jax.Array, z: jax.Array, t: jax.Array) -> jax.Array:
+    """x_t = cos t x0 + sin t z, z ~ N(0, sigma_d^2 I) (sCM TrigFlow)."""
+    return per_sample(jnp.cos(t), x0) * x0 + per_sample(jnp.sin(t), x0) * z
+
+
+def sct_velocity(x0: jax.Array, z: jax.Array, t: jax.Array) -> jax.Array:
+    """dx_t/dt = cos t z - sin t x0: the data's own velocity (sCT, sCM Alg. 1)."""
+    return per_sample(jnp.cos(t), x0) * z - per_sample(jnp.sin(t), x0) * x0
+
+
+def trigflow_jvp(
+    net: NetworkFn, x_t: jax.Array, t: jax.Array, dxt_dt: jax.Array, sigma_data: float
+) -> tuple[jax.Array, jax.Array]:
+    """F(x_t / sigma_d, t) and cos t sin t sigma_d dF/dt along dx_t/dt, by one JVP at
+    (x_t / sigma_d, t) with the tangent (cos t sin t dx_t/dt, cos t sin t sigma_d) (sCM Alg. 1:
+    the ordering that keeps the tangents small in low precision)."""
+    cs = jnp.cos(t) * jnp.sin(t)
+    return jax.jvp(net, (x_t / sigma_data, t), (per_sample(cs, x_t) * dxt_dt, cs * sigma_data))
+
+
+def scm_tangent(
+    f_net: jax.Array, cs_dnet: jax.Array, x_t: jax.Array, t: jax.Array, dxt_dt: jax.Array,
+    warmup: jax.Array, sigma_data: float,
+) -> jax.Array:
+    """g = -cos^2 t (sigma_d F - dx_t/dt) - r cos t sin t (x_t + sigma_d dF/dt) (sCM Alg. 1), from
+    `trigflow_jvp`'s F and cos t sin t sigma_d dF/dt; at r = 1 it is cos t df/dt."""
+    cos, sin = per_sample(jnp.cos(t), x_t), per_sample(jnp.sin(t), x_t)
+    return -(cos**2) * (sigma_data * f_net - dxt_dt) - warmup * (cos * sin * x_t + cs_dnet)
+
+
+def normalize_tangent(g: jax.Array, c: float, rms: bool = False) -> jax.Array:
+    """g / (||g|| + c) per sample (sCM Alg. 1); with `rms` the norm is ||g|| / sqrt(D) (FastGen)."""
+    norm = jnp.sqrt(jnp.mean(_flat(g) ** 2, axis=1) if rms else jnp.sum(_flat(g) ** 2, axis=1))
+    return g / per_sample(norm + c, g)
+
+
+def scm_loss(
+    net: NetworkFn, net_target: NetworkFn, velocity: Velocity, x0: jax.Array, z: jax.Array,
+    t: jax.Array, warmup: jax.Array, tangent_c: float, tangent_rms: bool, logvar: jax.Array,
+    prior_weight: jax.Array, sigma_data: float,
+) -> jax.Array:
+    """E (w(t) / e^{logvar(t)}) ||F_theta - F_theta- - g||^2 / D + logvar(t) (sCM Alg. 1 with the
+    adaptive weighting logvar(t) = w_phi(t); w(t) the prior weight).
+
+    `net` and `net_target` are F_theta and F_theta- = sg(F_theta) (the same dropout mask) as
+    callables (x_t / sigma_d, t) -> F; `velocity(x_t, t)` is dx_t/dt: the data's for sCT
+    (`sct_velocity`), the teacher's PF-ODE for sCD (`ode.trigflow_drift`).
+    """
+    x_t = trigflow_noisy(x0, z, t)
+    dxt_dt = jax.lax.stop_gradient(velocity(x_t, t))
+    f_target, cs_dnet = trigflow_jvp(net_target, x_t, t, dxt_dt, sigma_data)
+    g = scm_tangent(f_target, cs_dnet, x_t, t, dxt_dt, warmup, sigma_data)
+    g = jax.lax.stop_gradient(normalize_tangent(g, tangent_c, tangent_rms))
+    target = jax.lax.stop_gradient(f_target + g)
+    mse = l2_distance(net(x_t / sigma_data, t), target)
+    return jnp.mean(prior_weight * jnp.exp(-logvar) * mse + logvar)
+
+
+# --- MeanFlow: the average velocity u(z_t, r, t), t = 0 data and t = 1 noise ---------------------------
+
+AverageVelocity = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # u(z_t, t [B], r [B])
+
+
+def meanflow_pair(
+    key: jax.Array, batch: int, p_mean: float, p_std: float, equal_fraction: float
+) -> tuple[jax.Array, jax.Array]:
+    """(t, r): two logit-normal draws sigmoid(N(p_mean, p_std^2)), t the larger; the first
+    int(batch * equal_fraction) entries get r = t (MeanFlow `sample_tr`, its data_proportion)."""
+    draws = jax.nn.sigmoid(p_mean + p_std * jax.random.normal(key, (2, batch)))
+    t, r = jnp.max(draws, axis=0), jnp.min(draws, axis=0)
+    return t, jnp.where(jnp.arange(batch) < int(batch * equal_fraction), t, r)
+
+
+def meanflow_target(
+    u: AverageVelocity, z_t: jax.Array, t: jax.Array, r: jax.Array, v: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """u(z_t, t, r) and sg(v - clip(t - r, 0, 1) du/dt), du/dt by one JVP with the tangent (v, 1, 0)
+    (MeanFlow identity u = v - (t - r) du/dt; `MeanFlow.forward`)."""
+    u_value, du_dt = jax.jvp(u, (z_t, t, r), (v, jnp.ones_like(t), jnp.zeros_like(r)))
+    target = v - per_sample(jnp.clip(t - r, 0.0, 1.0), v) * du_dt
+    return u_value, jax.lax.stop_gradient(target)
+
+
+def meanflow_loss(
+    u: AverageVelocity, velocity: Velocity, x: jax.Array, e: jax.Array, t: jax.Array, r: jax.Array,
+    norm_p: float, norm_eps: float,
+) -> jax.Array:
+    """E ||u - u_tgt||^2 / sg(||u - u_tgt||^2 + eps)^p over z_t = (1 - t) x + t e (MeanFlow's loss
+    and adaptive weighting, `MeanFlow.forward`); `velocity(z_t, t)` is v: e - x in training (the conditional
+    velocity), the marginal one where known. The JVP pass and the loss's pass are the same call."""
+    z_t = per_sample(1 - t, x) * x + per_sample(t, x) * e
+    u_value, target = meanflow_target(u, z_t, t, r, jax.lax.stop_gradient(velocity(z_t, t)))
+    loss = jnp.sum(_flat(u_value - target) ** 2, axis=1)
+    return jnp.mean(loss / jax.lax.stop_gradient((loss + norm_eps) ** norm_p))
+

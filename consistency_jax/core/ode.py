@@ -21,6 +21,13 @@ def pf_ode_drift(denoise: Denoiser, x: jax.Array, sigma: jax.Array) -> jax.Array
     return (x - denoise(x, sigma)) / per_sample(sigma, x)
 
 
+def trigflow_drift(net: Callable[[jax.Array, jax.Array], jax.Array], x: jax.Array, t: jax.Array,
+                   sigma_data: float) -> jax.Array:
+    """dx_t/dt = sigma_d F(x_t / sigma_d, t): TrigFlow's PF-ODE for its network F (sCM TrigFlow)."""
+    t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
+    return sigma_data * net(x / sigma_data, t)
+
+
 def euler_step(denoise: Denoiser, x: jax.Array, sigma: jax.Array, sigma_next: jax.Array) -> jax.Array:
     """x + (sigma_next - sigma) d(x, sigma) (EDM Alg. 1, line 5)."""
     return x + per_sample(sigma_next - sigma, x) * pf_ode_drift(denoise, x, sigma)

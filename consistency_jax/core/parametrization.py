@@ -1,7 +1,8 @@
-"""EDM preconditioning and the consistency boundary parametrization around one network F.
+"""EDM preconditioning, the consistency boundary and TrigFlow parametrizations around one network F.
 
 D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)                         (EDM Table 1)
 f(x, t)     = c_skip(t) x + c_out(t) F(c_in(t) x, c_noise(t)), f(x, eps) = x  (CM App. C)
+f(x_t, t)   = cos t x_t - sigma_d sin t F(x_t / sigma_d, t), x_t = cos t x0 + sin t z  (sCM TrigFlow)
 
 F is any callable `net(c_in x, c_noise) -> output` with c_noise of shape [B]
 (`consistency_jax.networks.network_fn` binds a Flax module and its parameters into one).
@@ -36,9 +37,53 @@ def consistency_scalings(t: jax.Array, sigma_data: float, sigma_min: float) -> S
     return c_skip, c_out, c_in, 0.25 * jnp.log(t)
 
 
+def trigflow_scalings(t: jax.Array, sigma_data: float) -> Scalings:
+    """c_skip = cos t, c_out = -sigma_d sin t, c_in = 1 / sigma_d (sCM TrigFlow), c_noise = t (sCM Sec. 4.1)."""
+    return jnp.cos(t), -sigma_data * jnp.sin(t), jnp.full_like(t, 1 / sigma_data), t
+
+
+def trigflow_time(sigma: jax.Array, sigma_data: float) -> jax.Array:
+    """t = arctan(sigma / sigma_d): the TrigFlow time of the EDM noise level sigma (sCM App. B.2)."""
+    return jnp.arctan(sigma / sigma_data)
+
+
+def edm_sigma(t: jax.Array, sigma_data: float) -> jax.Array:
+    """sigma = sigma_d tan t: the EDM noise level of the TrigFlow time t (sCM App. B.2)."""
+    return sigma_data * jnp.tan(t)
+
+
+def edm_network_as_trigflow(net: NetworkFn, sigma_data: float) -> NetworkFn:
+    """TrigFlow's F(x_t / sigma_d, t) of an EDM-preconditioned network: -F_edm(x_t / sigma_d,
+    c_noise(sigma_d tan t)).
+
+    Exact (sCM App. B.2 with x_t = cos t x_sigma): at sigma = sigma_d tan t EDM's c_in x_sigma is
+    x_t / sigma_d, c_skip x_sigma = cos t x_t and c_out = sigma_d sin t, so the TrigFlow consistency
+    function and x0-prediction cos t x_t - sigma_d sin t F equal D(x_t / cos t, sigma): an EDM
+    teacher is a TrigFlow teacher, and an EDM network a TrigFlow student, without retraining.
+    """
+    # sigma at least the smallest normal float: at t = 0, c_noise stays finite and f(x, 0) = x
+    sigma = lambda t: jnp.maximum(edm_sigma(t, sigma_data), jnp.finfo(jnp.float32).tiny)
+    return lambda y, t: -net(y, edm_scalings(sigma(t), sigma_data)[3])
+
+
+# how a network takes TrigFlow's t: as an EDM network (converted) or with c_noise = t (sCM Sec. 4.1)
+TRIGFLOW_NETWORKS: dict[str, Callable[[NetworkFn, float], NetworkFn]] = {
+    "edm": edm_network_as_trigflow,
+    "trigflow": lambda net, sigma_data: net,
+}
+
+
+def trigflow_network(net: NetworkFn, kind: str, sigma_data: float) -> NetworkFn:
+    """TrigFlow's F(x_t / sigma_d, t) of a network of kind `kind` (a TRIGFLOW_NETWORKS key)."""
+    if kind not in TRIGFLOW_NETWORKS:
+        raise ValueError(f"Unknown TrigFlow network kind {kind!r}; choose one of {sorted(TRIGFLOW_NETWORKS)}.")
+    return TRIGFLOW_NETWORKS[kind](net, sigma_data)
+
+
 @dataclasses.dataclass(frozen=True)
 class Parametrization:
-    """Which scalings wrap the network: 'edm' (teacher denoiser) or 'consistency' (f_theta)."""
+    """Which scalings wrap the network: 'edm' (teacher denoiser), 'consistency' (f_theta) or
+    'trigflow' (f_theta of sCM, its argument the TrigFlow time t rather than sigma)."""
 
     kind: str
     sigma_data: float
@@ -49,7 +94,9 @@ class Parametrization:
             return edm_scalings(sigma, self.sigma_data)
         if self.kind == "consistency":
             return consistency_scalings(sigma, self.sigma_data, self.sigma_min)
-        raise ValueError(f"Unknown parametrization {self.kind!r}; use 'edm' or 'consistency'.")
+        if self.kind == "trigflow":
+            return trigflow_scalings(sigma, self.sigma_data)
+        raise ValueError(f"Unknown parametrization {self.kind!r}; use 'edm', 'consistency' or 'trigflow'.")
 
 
 def precondition(net: NetworkFn, param: Parametrization, x: jax.Array, sigma: jax.Array) -> jax.Array:
@@ -62,3 +109,9 @@ def precondition(net: NetworkFn, param: Parametrization, x: jax.Array, sigma: ja
 def denoiser(net: NetworkFn, param: Parametrization) -> Denoiser:
     """The (x, sigma) -> x0_hat callable of a network, for the ODE, the samplers and the losses."""
     return lambda x, sigma: precondition(net, param, x, sigma)
+
+
+def meanflow_network(net: NetworkFn) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
+    """MeanFlow's u(z_t, t, r) = F(z_t, (t, t - r)): the network takes z_t as it is and the two
+    times t and h = t - r as c_noise [B, 2] (MeanFlow `u_fn`; t = 0 data, t = 1 noise)."""
+    return lambda z, t, r: net(z, jnp.stack([t, t - r], axis=1))

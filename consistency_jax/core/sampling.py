@@ -1,6 +1,7 @@
 """Samplers: one-step and multistep consistency sampling, and the teacher's PF-ODE sampler."""
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -44,6 +45,56 @@ def multistep_sample(
         x = x0 + jnp.sqrt(tau**2 - sigma_min**2) * noise
         x0 = f(x, jnp.float32(tau))
     return jnp.clip(x0, -1, 1) if clip else x0
+
+
+def check_trigflow_steps(ts: Sequence[float], t_max: float) -> None:
+    """TrigFlow multistep times: t_max first, then strictly decreasing, all in (0, t_max]."""
+    t = [float(v) for v in ts]
+    if not t:
+        raise ValueError("TrigFlow sampling needs at least one time (t_max).")
+    if any(b >= a for a, b in zip(t, t[1:])) or t[-1] <= 0 or t[0] > t_max:
+        raise ValueError(
+            f"TrigFlow times must decrease strictly within (0, t_max={t_max:.4f}], got {t}."
+        )
+
+
+def trigflow_sample(
+    f: ConsistencyFn,
+    key: jax.Array,
+    shape: tuple[int, ...],
+    ts: Sequence[float],
+    sigma_data: float,
+    sigma_max: float,
+    clip: bool = False,
+) -> jax.Array:
+    """sCM's sampler: x0 = f(x_T, t_max), then x = cos t x0 + sin t z, z ~ N(0, sigma_d^2 I),
+    x0 = f(x, t) for each later t (sCM, one- and two-step sampling).
+
+    ts[0] is t_max = arctan(sigma_max / sigma_d); x_T = cos t_max sigma_max n with n drawn from
+    `key` itself, the teacher's x_T of `teacher_sample` in TrigFlow's coordinates (x_t = cos t x_sigma).
+    """
+    t_max = ts[0]
+    x = math.cos(t_max) * sigma_max * jax.random.normal(key, shape)
+    x0 = f(x, jnp.float32(t_max))
+    for i, t in enumerate(ts[1:], start=1):
+        x0 = jnp.clip(x0, -1, 1) if clip else x0
+        z = sigma_data * jax.random.normal(jax.random.fold_in(key, i), shape)
+        x = math.cos(t) * x0 + math.sin(t) * z
+        x0 = f(x, jnp.float32(t))
+    return jnp.clip(x0, -1, 1) if clip else x0
+
+
+def meanflow_sample(
+    u: Callable[[jax.Array, jax.Array, jax.Array], jax.Array], e: jax.Array,
+    ts: Sequence[float] = (1.0, 0.0), clip: bool = False,
+) -> jax.Array:
+    """z_r = z_t - (t - r) u(z_t, t, r) along ts from 1 (noise e) to 0: one step z_0 = e - u(e, 1, 0)
+    (MeanFlow `solver_step`)."""
+    z = e
+    for t, r in zip(ts[:-1], ts[1:]):
+        tt, rr = jnp.full(e.shape[:1], t, jnp.float32), jnp.full(e.shape[:1], r, jnp.float32)
+        z = z - (t - r) * u(z, tt, rr)
+    return jnp.clip(z, -1, 1) if clip else z
 
 
 def teacher_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float) -> jax.Array:

@@ -11,7 +11,13 @@ from matplotlib.figure import Figure
 from matplotlib.image import imsave
 
 from consistency_jax.core import sampling
-from consistency_jax.core.parametrization import Parametrization, denoiser
+from consistency_jax.core.parametrization import (
+    Parametrization,
+    denoiser,
+    meanflow_network,
+    trigflow_network,
+    trigflow_time,
+)
 from consistency_jax.data import DataInfo, build_dataset
 from consistency_jax.networks import network_fn
 from consistency_jax.training import files, parallel
@@ -31,7 +37,24 @@ def nfe(config: ml_collections.ConfigDict, sampler: str) -> int:
         if config.sample.teacher_solver == "euler":
             return config.sample.teacher_steps
         return 2 * config.sample.teacher_steps - 1
-    return 1 if sampler == "onestep" else len(config.sample.multistep_sigmas) + 1
+    if sampler == "onestep":
+        return 1
+    if config.objective.name == "meanflow":
+        return len(config.sample.meanflow_steps) + 1
+    return len(multistep_times(config))
+
+
+def is_trigflow(config: ml_collections.ConfigDict) -> bool:
+    """Whether the run's consistency function is sCM's, on TrigFlow's time (sCT, sCD)."""
+    return config.objective.name in ("sct", "scd")
+
+
+def multistep_times(config: ml_collections.ConfigDict) -> tuple[float, ...]:
+    """The multistep sampler's noise levels from the largest: sigmas (CM) or TrigFlow times (sCM)."""
+    m, s = config.model, config.sample
+    if is_trigflow(config):
+        return (float(trigflow_time(m.sigma_max, m.sigma_data)), *s.trigflow_steps)
+    return (m.sigma_max, *s.multistep_sigmas)
 
 
 def make_sampler(
@@ -49,12 +72,27 @@ def make_sampler(
             denoiser(network_fn(model, params), edm), key, batch_shape, sigmas, s.teacher_solver,
             clip, churn,
         )
-    else:
-        cm = Parametrization("consistency", m.sigma_data, m.sigma_min)
-        taus = (m.sigma_max,) if name == "onestep" else (m.sigma_max, *s.multistep_sigmas)
-        fn = lambda params, key: sampling.multistep_sample(
-            denoiser(network_fn(model, params), cm), key, batch_shape, taus, m.sigma_min, clip
+    elif config.objective.name == "meanflow":
+        ts = (1.0, 0.0) if name == "onestep" else (1.0, *s.meanflow_steps, 0.0)
+        fn = lambda params, key: sampling.meanflow_sample(
+            meanflow_network(network_fn(model, params)), jax.random.normal(key, batch_shape), ts, clip
         )
+    else:
+        times = multistep_times(config)
+        times = times[:1] if name == "onestep" else times
+        if is_trigflow(config):
+            trig = Parametrization("trigflow", m.sigma_data, 0.0)
+            f = lambda params: denoiser(
+                trigflow_network(network_fn(model, params), m.scm_network, m.sigma_data), trig
+            )
+            fn = lambda params, key: sampling.trigflow_sample(
+                f(params), key, batch_shape, times, m.sigma_data, m.sigma_max, clip
+            )
+        else:
+            cm = Parametrization("consistency", m.sigma_data, m.sigma_min)
+            fn = lambda params, key: sampling.multistep_sample(
+                denoiser(network_fn(model, params), cm), key, batch_shape, times, m.sigma_min, clip
+            )
     return jax.jit(fn)
 
 

@@ -184,14 +184,19 @@ def initial_state(
     init = lambda k: init_params(model, k, example_input(info), num_labels(config.data, info))
     if teacher is not None and config.objective.init_from_teacher:
         shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)
-        if shapes(jax.eval_shape(init, key)) != shapes(teacher.params):
+        # a loss-weighting head of the student (network.logvar_head) starts fresh
+        fresh = {k: v for k, v in jax.eval_shape(init, key).items() if k != "logvar"}
+        if shapes(fresh) != shapes(dict(teacher.params)):
             raise ConfigError(
                 "objective.init_from_teacher=True needs the student's network to have the "
                 "teacher's parameter shapes; make config.network match the teacher's or set "
                 "objective.init_from_teacher=False."
             )
-        create = lambda params: create_train_state(params, optimizer, objective)
+        create = lambda params, k: create_train_state(
+            {**params, **({"logvar": init(k)["logvar"]} if config.network.logvar_head else {})},
+            optimizer, objective,
+        )
         # Copies: the train step donates the state, and the teacher's parameters must survive.
-        return jax.jit(create, out_shardings=shardings)(jax.tree.map(jnp.copy, teacher.params))
+        return jax.jit(create, out_shardings=shardings)(jax.tree.map(jnp.copy, teacher.params), key)
     create = lambda k: create_train_state(init(jax.random.fold_in(k, 0)), optimizer, objective)
     return jax.jit(create, out_shardings=shardings)(key)

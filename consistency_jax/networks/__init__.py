@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from consistency_jax.networks.layers import LogvarHead
 from consistency_jax.networks.mlp import MLP
 from consistency_jax.networks.unet import SongUNet
 
@@ -39,6 +40,7 @@ def _mlp(cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
         fourier_scale=cfg.fourier_scale,
         num_classes=num_classes,
         dtype=compute_dtype(cfg),
+        logvar_head=cfg.logvar_head,
     )
 
 
@@ -55,6 +57,7 @@ def _song_unet(cfg: ml_collections.ConfigDict, num_classes: int, **arch) -> nn.M
         num_classes=num_classes,
         dtype=compute_dtype(cfg),
         remat=cfg.remat,
+        logvar_head=cfg.logvar_head,
         **arch,
     )
 
@@ -117,3 +120,12 @@ def network_fn(
     `consistency_jax.core.parametrization` wrap); dropout from `dropout_key` when train=True."""
     rngs = {"dropout": dropout_key} if dropout_key is not None else {}
     return lambda x, c_noise: apply_network(model, params, x, c_noise, labels, train=train, rngs=rngs)
+
+
+def logvar_fn(model: nn.Module, params: Any) -> Callable[[jax.Array], jax.Array]:
+    """t [B] -> w_phi(t) [B] of a network built with logvar_head=True (its 'logvar' parameters)."""
+    if "logvar" not in params:
+        raise ValueError(
+            "The network has no loss-weighting head: build it with config.network.logvar_head=True."
+        )
+    return lambda t: LogvarHead().apply({"params": params["logvar"]}, jnp.asarray(t, jnp.float32))

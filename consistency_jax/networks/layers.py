@@ -1,4 +1,4 @@
-"""Layers shared by every network: noise-level embeddings."""
+"""Layers shared by every network: noise-level embeddings and the loss-weighting head."""
 
 import flax.linen as nn
 import jax
@@ -44,3 +44,28 @@ def noise_embedding(kind: str, num_channels: int, fourier_scale: float) -> nn.Mo
     if kind == "fourier":
         return FourierEmbedding(num_channels, scale=fourier_scale)
     raise ValueError(f"Unknown embedding_type {kind!r}; use 'positional' or 'fourier'.")
+
+
+def embed_times(embedding: nn.Module, c_noise: jax.Array) -> jax.Array:
+    """The embedding of c_noise [B], or the sum of one shared embedding of each column of c_noise
+    [B, K] (MeanFlow's two times (t, t - r), summed as its DiT sums its time embedders)."""
+    if c_noise.ndim == 1:
+        return embedding(c_noise)
+    return sum(embedding(c_noise[:, k]) for k in range(c_noise.shape[1]))
+
+
+def first_time(c_noise: jax.Array) -> jax.Array:
+    """c_noise [B], or the first column of c_noise [B, K]."""
+    return c_noise if c_noise.ndim == 1 else c_noise[:, 0]
+
+
+class LogvarHead(nn.Module):
+    """w_phi(t): the learned log-variance of the loss at time t, a linear layer on a positional
+    embedding of t (sCM's adaptive weighting, EDM2's uncertainty head); starts at 0 (weight 1)."""
+
+    num_channels: int = 128
+
+    @nn.compact
+    def __call__(self, t: jax.Array) -> jax.Array:
+        emb = PositionalEmbedding(self.num_channels)(t)
+        return nn.Dense(1, kernel_init=nn.initializers.zeros)(emb)[:, 0]

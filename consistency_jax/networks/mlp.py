@@ -4,14 +4,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from consistency_jax.networks.layers import noise_embedding
+from consistency_jax.networks.layers import LogvarHead, embed_times, first_time, noise_embedding
 
 
 class MLP(nn.Module):
     """F(x, c_noise) for flat vector data: x [B, D] -> [B, D].
 
     Interface shared by every network: `__call__(x, c_noise, labels=None, *, train=False)`,
-    x already scaled by c_in, c_noise of shape [B]; dropout draws from the 'dropout' rng.
+    x already scaled by c_in, c_noise of shape [B] (or [B, K]: K times, their embeddings summed);
+    dropout draws from the 'dropout' rng.
     Labels (int [B]) index a class embedding of `num_classes + 1` rows, the last one the null label.
     """
 
@@ -23,12 +24,15 @@ class MLP(nn.Module):
     fourier_scale: float = 16.0
     num_classes: int = 0
     dtype: jnp.dtype = jnp.float32  # arithmetic dtype; the caller casts parameters and x to it
+    logvar_head: bool = False  # parameters of a LogvarHead named 'logvar' (see `networks.logvar_fn`)
 
     @nn.compact
     def __call__(
         self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None, *, train: bool = False
     ) -> jax.Array:
-        emb = noise_embedding(self.embedding_type, self.emb_dim, self.fourier_scale)(c_noise)
+        if self.logvar_head:
+            LogvarHead(name="logvar")(first_time(c_noise))  # created here, applied by networks.logvar_fn
+        emb = embed_times(noise_embedding(self.embedding_type, self.emb_dim, self.fourier_scale), c_noise)
         if self.num_classes:
             if labels is None:
                 labels = jnp.full(x.shape[:1], self.num_classes, jnp.int32)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from consistency_jax.networks.layers import noise_embedding
+from consistency_jax.networks.layers import LogvarHead, embed_times, first_time, noise_embedding
 
 _SKIP_SCALE = float(np.sqrt(0.5))  # EDM SongUNet block_kwargs skip_scale
 
@@ -145,8 +145,8 @@ class UNetBlock(nn.Module):
 class SongUNet(nn.Module):
     """EDM `SongUNet`: F(x, c_noise, labels) for NHWC images x [B, H, W, C] -> [B, H, W, C].
 
-    Same interface as `MLP`: x already scaled by c_in, c_noise [B], labels int [B] indexing
-    `num_classes + 1` rows (the last the null label, used when labels is None); dropout draws
+    Same interface as `MLP`: x already scaled by c_in, c_noise [B] (or [B, K], embeddings summed),
+    labels int [B] indexing `num_classes + 1` rows (the last the null label, used when labels is None); dropout draws
     from the 'dropout' rng when train=True. Resolution and channels come from x.
     """
 
@@ -165,6 +165,7 @@ class SongUNet(nn.Module):
     num_classes: int = 0
     dtype: jnp.dtype = jnp.float32  # arithmetic dtype; the caller casts parameters and x to it
     remat: bool = False  # recompute each block's activations in the backward pass
+    logvar_head: bool = False  # parameters of a LogvarHead named 'logvar' (see `networks.logvar_fn`)
 
     def _block(
         self, x: jax.Array, emb: jax.Array, train: bool, name: str, features: int, **kw
@@ -181,7 +182,7 @@ class SongUNet(nn.Module):
         noise_channels = self.model_channels * self.channel_mult_noise
         emb_channels = self.model_channels * self.channel_mult_emb
         map_noise = noise_embedding(self.embedding_type, noise_channels, self.fourier_scale)
-        emb = map_noise.clone(parent=self, name="map_noise")(c_noise)
+        emb = embed_times(map_noise.clone(parent=self, name="map_noise"), c_noise)
         emb = jnp.concatenate(jnp.split(emb, 2, axis=-1)[::-1], axis=-1)  # EDM: swap sin/cos
         if self.num_classes:
             if labels is None:
@@ -261,6 +262,8 @@ class SongUNet(nn.Module):
         factor = 2 ** (len(self.channel_mult) - 1)
         if x.shape[1] % factor or x.shape[2] % factor:
             raise ValueError(f"Image size {x.shape[1:3]} must be divisible by {factor}.")
+        if self.logvar_head:
+            LogvarHead(name="logvar")(first_time(c_noise))  # created here, applied by networks.logvar_fn
         emb = self._embed(c_noise, labels)
         h, skips = self._encode(x, emb, train)
         return self._decode(h, skips, emb, train, x.shape[1], x.shape[-1])

@@ -15,8 +15,14 @@ import jax.numpy as jnp
 import ml_collections
 
 from consistency_jax.core import losses, ode, schedules
-from consistency_jax.core.parametrization import Parametrization, denoiser
-from consistency_jax.networks import network_fn
+from consistency_jax.core.parametrization import (
+    Parametrization,
+    denoiser,
+    edm_sigma,
+    meanflow_network,
+    trigflow_network,
+)
+from consistency_jax.networks import logvar_fn, network_fn
 
 DistanceFn = Callable[[Any, jax.Array, jax.Array], jax.Array]  # (variables, x, y) -> [B]
 LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
@@ -32,7 +38,7 @@ class Distance:
 
 
 def _pseudo_huber(o: ml_collections.ConfigDict, dim: int) -> Distance:
-    c = o.huber_c or losses.ict_huber_c(dim)
+    c = o.huber_c if o.huber_c >= 0 else losses.ict_huber_c(dim)
     return Distance(lambda v, x, y: losses.pseudo_huber_distance(x, y, c))
 
 
@@ -204,18 +210,77 @@ def ect_objective(config: ml_collections.ConfigDict, model: nn.Module, dim: int,
     return Objective(loss=loss, target_ema=None, frozen={"distance": distance.variables})
 
 
+def scm_objective(
+    config: ml_collections.ConfigDict, model: nn.Module, teacher_model: nn.Module | None = None, **_
+) -> Objective:
+    """sCT and sCD (sCM Alg. 1): t = arctan(e^tau / sigma_d), the tangent of F_theta- = sg(F_theta)
+    by one JVP (the same dropout key as the primal pass), dx_t/dt from the data (sCT) or from the
+    EDM teacher converted to TrigFlow (sCD); the adaptive weighting w_phi(t) where the network has
+    its head (config.network.logvar_head)."""
+    o, m = config.objective, config.model
+    sd = m.sigma_data
+    distils = o.name == "scd"
+    as_trigflow = lambda net: trigflow_network(net, m.scm_network, sd)
+    adaptive = config.network.logvar_head
+
+    def loss(params, target_params, frozen, batch, key, step):
+        x, labels = batch["x"], _labels(config, batch)
+        k_t, k_noise, k_drop = jax.random.split(key, 3)
+        t = losses.scm_time(k_t, x.shape[0], o.p_mean, o.p_std, sd)
+        z = sd * jax.random.normal(k_noise, x.shape)
+        bind = lambda p: as_trigflow(network_fn(model, p, labels, train=True, dropout_key=k_drop))
+        if distils:
+            teacher = trigflow_network(network_fn(teacher_model, frozen["teacher"], labels), "edm", sd)
+            velocity = lambda x_t, t: ode.trigflow_drift(teacher, x_t, t, sd)
+        else:
+            velocity = lambda x_t, t: losses.sct_velocity(x, z, t)
+        warmup = jnp.minimum(1.0, step / o.tangent_warmup_steps) if o.tangent_warmup_steps else 1.0
+        warmup = jnp.asarray(warmup, jnp.float32)
+        logvar = logvar_fn(model, params)(t) if adaptive else jnp.zeros_like(t)
+        prior = 1 / edm_sigma(t, sd) if o.prior_weighting else jnp.ones_like(t)
+        value = losses.scm_loss(
+            bind(params), bind(jax.lax.stop_gradient(params)), velocity, x, z, t, warmup,
+            o.tangent_c, o.tangent_rms, logvar, prior, sd,
+        )
+        return value, {"loss": value, "target_ema": jnp.zeros(()), "tangent_warmup": warmup}
+
+    return Objective(loss=loss, target_ema=None, needs_teacher=distils)
+
+
+def meanflow_objective(config: ml_collections.ConfigDict, model: nn.Module, **_) -> Objective:
+    """MeanFlow: the average velocity u(z_t, t, r) against its JVP target with the conditional
+    velocity e - x, adaptively weighted (MeanFlow `MeanFlow.forward`); from data alone."""
+    o = config.objective
+
+    def loss(params, target_params, frozen, batch, key, step):
+        x, labels = batch["x"], _labels(config, batch)
+        k_t, k_noise, k_drop = jax.random.split(key, 3)
+        t, r = losses.meanflow_pair(k_t, x.shape[0], o.p_mean, o.p_std, o.meanflow_equal_fraction)
+        e = jax.random.normal(k_noise, x.shape)
+        u = meanflow_network(network_fn(model, params, labels, train=True, dropout_key=k_drop))
+        value = losses.meanflow_loss(
+            u, lambda z, t: e - x, x, e, t, r, o.meanflow_norm_p, o.meanflow_norm_eps
+        )
+        return value, {"loss": value, "target_ema": jnp.zeros(())}
+
+    return Objective(loss=loss, target_ema=None)
+
+
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "edm": edm_objective,
     "cd": cd_objective,
     "ct": ct_objective,
     "ict": ct_objective,
     "ect": ect_objective,
+    "sct": scm_objective,
+    "scd": scm_objective,
+    "meanflow": meanflow_objective,
 }
 
 
 def needs_teacher(name: str) -> bool:
-    """Whether objective `name` takes its lower point from a teacher's ODE step (distillation)."""
-    return name == "cd"
+    """Whether objective `name` distils a teacher's ODE (CD's lower point, sCD's dx_t/dt)."""
+    return name in ("cd", "scd")
 
 
 def make_distance(o: ml_collections.ConfigDict, dim: int) -> Distance:
@@ -234,7 +299,7 @@ def make_objective(
     teacher_model: nn.Module | None = None,
     dim: int = 1,
 ) -> Objective:
-    """The objective named by config.objective.name ('edm', 'cd', 'ct', 'ict', 'ect')."""
+    """The objective named by config.objective.name (an OBJECTIVES key)."""
     name = config.objective.name
     if name not in OBJECTIVES:
         raise ValueError(

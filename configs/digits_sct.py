@@ -1,0 +1,21 @@
+r"""sCT on the embedded digits (sCM Alg. 1), started from the digits teacher: batch 64, 4000 steps.
+
+Run: python launch.py --config=configs/digits_sct.py --workdir=runs/digits/sct \
+         --config.objective.teacher_workdir=runs/digits/edm
+Result: docs/results.md#scm (one training run: one draw).
+"""
+
+from configs.digits import base_config
+from configs.recipes import scm_objective
+
+
+def get_config():
+    c = base_config()
+    scm_objective(c, "sct")
+    c.objective.teacher_workdir = "runs/digits/edm"
+    c.objective.tangent_warmup_steps = 1000
+    c.optim.lr = 5e-4
+    c.optim.decay_steps = 4000  # cosine decay of the lr to 0 over the run
+    c.train.num_steps = 4000
+    c.train.ema_rate = 0.998
+    return c

@@ -1,0 +1,24 @@
+"""sCD of the toy EDM teacher (sCM Alg. 1): dx_t/dt from the teacher converted to TrigFlow.
+
+Run: python launch.py --config=configs/toy_scd.py --workdir=runs/toy/scd (teacher: runs/toy/edm)
+3000 steps. Not yet measured.
+"""
+
+from configs.recipes import scm_objective
+from consistency_jax.config import schema
+
+
+def get_config():
+    c = schema.get_config()
+    c.data.name = "gmm2d"
+    scm_objective(c, "scd")
+    c.objective.teacher_workdir = "runs/toy/edm"
+    c.objective.tangent_warmup_steps = 1000
+    c.optim.lr = 4e-4
+    c.train.num_steps = 3000
+    c.train.ema_rate = 0.999
+    c.train.log_every = 500
+    c.train.ckpt_every = 1500
+    c.sample.num_samples = 10_000
+    c.sample.batch_size = 5_000
+    return c
