@@ -37,7 +37,7 @@ RANGES = (
     ("network.mlp.hidden", "[1, inf)"), ("network.mlp.depth", "[0, inf)"), ("network.mlp.emb_dim", "[1, inf)"),
     ("network.unet.model_channels", "[1, inf)"), ("network.unet.channel_mult_emb", "[1, inf)"),
     ("network.unet.num_blocks", "[1, inf)"),
-    ("objective.p_std", "(0, inf)"), ("objective.huber_c", "[0, inf)"), ("objective.target_ema", "[0, 1)"),
+    ("objective.p_std", "(0, inf)"), ("objective.target_ema", "[0, 1)"),
     ("objective.mu0", "[0, 1)"), ("objective.teacher_substeps", "[1, inf)"),
     ("optim.lr", "(0, inf)"), ("optim.b1", "[0, 1)"), ("optim.b2", "[0, 1)"), ("optim.eps", "(0, inf)"),
     ("optim.weight_decay", "[0, inf)"), ("optim.warmup_steps", "[0, inf)"), ("optim.decay_steps", "[0, inf)"),
@@ -89,6 +89,12 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config.network.unet.channel_mult={mult} must list one integer >= 1 per resolution, "
             "e.g. (2, 2, 2)."
+        )
+    huber_c = config.objective.huber_c
+    if not (huber_c == -1 or huber_c >= 0):
+        raise ConfigError(
+            f"config.objective.huber_c must be >= 0 (the pseudo-Huber c; 0: the L2 norm) or -1 "
+            f"(iCT's 0.00054 sqrt(d)), got {huber_c!r}."
         )
     fsdp = config.parallel.fsdp
     if fsdp != -1 and not fsdp >= 1:

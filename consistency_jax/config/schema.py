@@ -72,8 +72,8 @@ def get_config() -> ml_collections.ConfigDict:
     o.p_mean = -1.2
     o.p_std = 1.2
     o.distance = "l2"  # l2 | l1 | pseudo_huber | lpips (metric d in the CD/CT loss)
-    # pseudo-Huber c: >= 0 as given (0: the unsquared L2 norm, ECT's CIFAR-10 loss); -1 (any value
-    # < 0): iCT's 0.00054 sqrt(dim)
+    # pseudo-Huber c: >= 0 as given (0: the unsquared L2 norm, ECT's CIFAR-10 loss); -1: iCT's
+    # 0.00054 sqrt(dim)
     o.huber_c = -1.0
     o.weighting = "uniform"  # uniform | ict (1 / (sigma_{n+1} - sigma_n))
     o.num_scales = 18  # CD: N, grid size
