@@ -268,7 +268,7 @@ BAD_INPUTS = {
     "b1 above 1": ("run", {"optim.b1": 1.5}, {}, "config.optim.b1 must be in [0, 1), got 1.5"),
     "dropout above 1": ("run", {"network.dropout": 1.5}, {}, "config.network.dropout must be in [0, 1)"),
     "negative eps": ("run", {"optim.eps": -1.0}, {}, "config.optim.eps must be > 0, got -1.0"),
-    "negative huber_c": ("run", {"objective.huber_c": -0.5}, {}, "huber_c must be >= 0 (the pseudo-Huber c; 0: the L2 norm)"),
+    "negative huber_c": ("run", {"objective.huber_c": -0.5}, {}, "huber_c must be >= 0 (the pseudo-Huber c"),
     "negative rho": ("run", {"model.rho": -7.0}, {}, "config.model.rho must be > 0, got -7.0"),
     "zero hidden": ("new", {"network.mlp.hidden": 0}, {}, "config.network.mlp.hidden must be >= 1, got 0"),
     "negative seed": ("new", {"seed": -1}, {}, "config.seed must be >= 0, got -1"),
