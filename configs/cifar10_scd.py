@@ -3,7 +3,8 @@
 Run: python launch.py --config=configs/cifar10_scd.py --workdir=runs/cifar10_scd
 (the teacher from runs/cifar10_edm, else --config.objective.teacher_workdir=DIR).
 sCM distils a TrigFlow DDPM++ teacher; this project's is the EDM NCSN++ of configs/cifar10_edm.py,
-converted exactly. The paper states no iteration count; 500k is FastGen's. Not yet run here; the
+converted exactly; without FastGen's 1/sigma prior weighting (objective.prior_weighting, worse on
+the digits). The paper states no iteration count; 500k is FastGen's. Not yet run here; the
 paper's FID: 3.66 in one step, 2.52 in two (t_mid = 1.1).
 """
 

@@ -3,7 +3,8 @@
 Run: python launch.py --config=configs/cifar10_sct.py --workdir=runs/cifar10_sct
 (starts from runs/cifar10_edm, else --config.objective.teacher_workdir=DIR).
 sCM starts from a TrigFlow DDPM++ teacher; this project's teacher is the EDM NCSN++ of
-configs/cifar10_edm.py, converted exactly (model.scm_network='edm'). The paper states no
+configs/cifar10_edm.py, converted exactly (model.scm_network='edm'); without FastGen's 1/sigma prior weighting
+(objective.prior_weighting, worse on the digits). The paper states no
 iteration count; 350k is FastGen's. Not yet run here; the paper's FID: 2.85 in one step, 2.06 in
 two (t_mid = 1.1).
 """

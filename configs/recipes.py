@@ -34,15 +34,16 @@ def ect_objective(c: ml_collections.ConfigDict) -> None:
 def scm_objective(c: ml_collections.ConfigDict, name: str) -> None:
     """sCT (`name='sct'`) or sCD (`'scd'`): TrigFlow time t = arctan(e^tau / sigma_d) with
     tau ~ N(-1.0, 1.4^2), the tangent warmed up over 10k steps and normalised with c = 0.1, the
-    adaptive weighting w_phi(t) (network.logvar_head) with the prior 1/sigma, target = sg(online),
-    RAdam with beta2 0.99; the student is the EDM teacher's network, started from it (sCM App. G)."""
+    adaptive weighting w_phi(t) (network.logvar_head) without FastGen's prior 1/sigma (worse on the
+    digits, docs/results.md#scm), target = sg(online), RAdam with beta2 0.99; the student is the
+    EDM teacher's network, started from it (sCM App. G)."""
     o = c.objective
     o.name = name
     o.p_mean = -1.0
     o.p_std = 1.4
     o.tangent_warmup_steps = 10_000
     o.tangent_c = 0.1
-    o.prior_weighting = True
+    o.prior_weighting = False
     o.init_from_teacher = True
     c.model.scm_network = "edm"
     c.network.logvar_head = True

@@ -131,3 +131,21 @@ def test_pipeline_stages_sct_and_scd_use_the_pipelines_teacher(tmp_path, preset)
         assert end_to_end.uses_teacher(configs[stage])
     assert needs_teacher("scd") and not needs_teacher("sct")
     assert not end_to_end.uses_teacher(configs["meanflow"])
+
+
+@pytest.mark.parametrize("name", ["sct", "meanflow"])
+def test_bfloat16_networks_keep_the_jvp_losses_in_float32(name):
+    """The network computes in bfloat16; t, the tangents' time parts and the loss stay float32."""
+    from consistency_jax.training.objectives import make_objective
+
+    config = schema.get_config()
+    config.objective.name, config.network.compute_dtype = name, "bfloat16"
+    config.network.logvar_head = name == "sct"
+    model = build_network(config.network)
+    x = jax.random.normal(jax.random.key(0), (32, 2)) * 0.5
+    params = model.init(jax.random.key(1), x, jnp.zeros(32))["params"]
+    objective = make_objective(config, model, dim=2)
+    loss = lambda p: objective.loss(p, None, objective.frozen_inputs(), {"x": x}, jax.random.key(2), 5)[0]
+    value, grads = jax.value_and_grad(loss)(params)
+    assert value.dtype == jnp.float32 and np.isfinite(float(value))
+    assert all(g.dtype == jnp.float32 and np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))

@@ -93,7 +93,9 @@ def get_config() -> ml_collections.ConfigDict:
     o.tangent_warmup_steps = 10_000
     o.tangent_c = 0.1  # sCT/sCD: tangent normalisation g / (||g|| + c), c > 0
     o.tangent_rms = False  # sCT/sCD: ||g|| as the root mean square (FastGen) instead of the L2 norm
-    o.prior_weighting = True  # sCT/sCD: the loss weight 1 / sigma = 1 / (sigma_d tan t) (FastGen)
+    # sCT/sCD: the loss weight 1 / sigma = 1 / (sigma_d tan t) (FastGen); on the digits it made the
+    # one-step distance 16x worse at 1000 steps (docs/results.md#scm)
+    o.prior_weighting = False
     o.meanflow_equal_fraction = 0.75  # MeanFlow: the fraction of the batch with r = t (data_proportion)
     o.meanflow_norm_p = 1.0  # MeanFlow: adaptive weight 1 / sg(||u - u_tgt||^2 + eps)^p
     o.meanflow_norm_eps = 0.01
