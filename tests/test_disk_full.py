@@ -105,8 +105,8 @@ def _mount_tmpfs(path: str, size: str) -> None:
 
 def test_a_full_tmpfs_first_at_a_save_then_at_the_config(tmp_path):
     """A real full disk (a 128 KiB tmpfs): the first checkpoint does not fit; a rerun while it is
-    still full, with more steps (so a new config.json), stops at its first write. One message
-    each, no traceback, no partial file."""
+    still full, with more steps (so a new config.json), stops at a write. One message each, no
+    traceback, no partial file."""
     disk = str(tmp_path / "disk")
     _mount_tmpfs(disk, "128k")
     try:
@@ -117,10 +117,12 @@ def test_a_full_tmpfs_first_at_a_save_then_at_the_config(tmp_path):
         assert "Traceback" not in output and "Task exception" not in output, output[-3000:]
         more = run_utils.launch_args("toy_edm", workdir, {"network.mlp.hidden": 128, "train.num_steps": 12})
         output = run_utils.run(more, str(tmp_path / "b"), expect=2, JAX_COMPILATION_CACHE_DIR=None)
-        assert "error: Writing " in output and "No space left on device" in output
+        assert "error: Writing " in output
+        assert "No space left on device" in output or "(the disk is full)" in output
         assert "Traceback" not in output, output[-3000:]
         assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "metrics.jsonl"]
+        # what the failed save freed may or may not hold the new config: either file, but whole
         with open(os.path.join(workdir, "config.json")) as f:
-            assert json.load(f)["train"]["num_steps"] == 8  # the old one, whole
+            assert json.load(f)["train"]["num_steps"] in (8, 12)
     finally:
         subprocess.run(["umount", disk], check=False)

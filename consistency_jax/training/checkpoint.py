@@ -36,7 +36,8 @@ from consistency_jax.training.state import TrainState
 def _orbax_noise(record) -> bool:
     """orbax's own log lines, and asyncio's tracebacks of orbax's write tasks that failed along
     with a save (the save's failure is reported once, as CheckpointSaveError)."""
-    return "orbax" in record.pathname or str(record.msg).startswith("Task exception was never retrieved")
+    first_line = str(record.msg).split("\n", 1)[0]  # Task, Future or _GatheringFuture
+    return "orbax" in record.pathname or first_line.endswith("exception was never retrieved")
 
 
 def _closed_loop(error: BaseException | None) -> bool:
