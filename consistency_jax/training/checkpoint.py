@@ -224,6 +224,14 @@ def require_steps(manager: ocp.CheckpointManager, steps: list[int]) -> None:
         )
 
 
+def _reason(error: Exception) -> str:
+    """One line saying why a restore failed: ours as written; another library's first line, named."""
+    if isinstance(error, CheckpointCorruptError):
+        return str(error)
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first[:200]}"
+
+
 def restore(
     manager: ocp.CheckpointManager,
     abstract_state: TrainState,
@@ -251,12 +259,13 @@ def restore(
             return state
         logging.warning(
             "Checkpoint %d in %s cannot be restored (%s); trying the one before.",
-            s, manager.directory, errors.get(s, "failed on another process"),
+            s, manager.directory, _reason(errors[s]) if s in errors else "failed on another process",
         )
     newest = steps[0]
+    why = _reason(errors[newest]) if newest in errors else "an error on another process"
     raise CheckpointUnreadableError(
         f"No checkpoint in {manager.directory} can be restored (steps {steps}); the newest, "
-        f"{newest}, failed with: {errors.get(newest)}. If the config changed since the run "
+        f"{newest}, failed with {why}. If the config changed since the run "
         "started, use the original config; otherwise remove the directory to start afresh."
     ) from errors.get(newest)
 
