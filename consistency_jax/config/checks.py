@@ -232,7 +232,12 @@ def check_network_fits_data(config: ml_collections.ConfigDict, shape: tuple[int,
     if name == "mlp" and len(shape) != 1:
         raise ConfigError(
             f"config.network.name='mlp' takes vectors, but {data!r} has images of shape {shape}: "
-            "use 'ddpmpp' or 'ncsnpp'."
+            "use 'ddpmpp', 'ncsnpp' or 'adm'."
+        )
+    if name == "adm" and config.network.embedding_type not in ("auto", "positional"):
+        raise ConfigError(
+            f"config.network.embedding_type={config.network.embedding_type!r}: the adm network's "
+            "noise embedding is positional; set it 'auto', or use 'ddpmpp' or 'ncsnpp'."
         )
     if name == "mlp":
         return

@@ -42,9 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- network ---------------------------------------------------------------------
     c.network = n = ml_collections.ConfigDict()
-    n.name = "mlp"  # mlp | ddpmpp | ncsnpp
+    n.name = "mlp"  # mlp | ddpmpp | ncsnpp (SongUNet) | adm (DhariwalUNet, ImageNet-64's)
     n.dropout = 0.0
-    n.embedding_type = "auto"  # auto (the architecture's own) | positional | fourier
+    n.embedding_type = "auto"  # auto (the architecture's own) | positional | fourier (not adm: positional)
     n.fourier_scale = 16.0  # Fourier embedding scale (NCSN++ 16; iCT 0.02)
     # float32 | bfloat16: the network's arithmetic; parameters, optimizer state and the loss stay
     # float32. bfloat16 pays off on GPUs and TPUs; CPUs have no fast bfloat16 convolutions.
