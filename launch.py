@@ -24,7 +24,7 @@ from consistency_jax.data import DatasetUnavailableError, data_info, num_labels
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation import run as evaluate
 from consistency_jax.evaluation.samples import write_samples
-from consistency_jax.jobs import train
+from consistency_jax.jobs import edit, train
 from consistency_jax.jobs.teacher import TeacherNotFoundError
 from consistency_jax.networks import build_network
 from consistency_jax.networks.pretrained import WeightsUnavailableError
@@ -35,8 +35,9 @@ from consistency_jax.training.state import abstract_state
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory of the run: checkpoints, config, metrics, samples.")
 flags.DEFINE_enum(
-    "mode", "train", ["train", "sample", "eval"],
-    "train (resumes automatically), sample (from the latest checkpoint), or eval (FID/IS/KID).",
+    "mode", "train", ["train", "sample", "eval", "edit"],
+    "train (resumes automatically), sample (from the latest checkpoint), eval (FID/IS/KID), or edit "
+    "(zero-shot editing, config.edit).",
 )
 flags.DEFINE_string(
     "coordinator", os.environ.get("JAX_COORDINATOR_ADDRESS"), "HOST:PORT of process 0 (multi-process)."
@@ -185,6 +186,9 @@ def main(argv) -> None:
         elif FLAGS.mode == "sample":
             with locked(FLAGS.workdir, "sample"):
                 sample(config, FLAGS.workdir)
+        elif FLAGS.mode == "edit":
+            with locked(FLAGS.workdir, "edit"):
+                logging.info("Edits (%s): %s", config.edit.task, edit.edit_run(config, FLAGS.workdir))
         else:
             with locked(FLAGS.workdir, "eval"):
                 run_evals(config, FLAGS.workdir, FLAGS.eval_steps)

@@ -50,6 +50,8 @@ RANGES = (
     ("sample.s_churn", "[0, inf)"), ("sample.s_noise", "(0, inf)"),
     ("eval.num_samples", "[1, inf)"), ("eval.batch_size", "[1, inf)"), ("eval.feature_batch_size", "[1, inf)"),
     ("eval.shard_size", "[1, inf)"),
+    ("edit.num_images", "[1, inf)"), ("edit.num_steps", "[1, inf)"), ("edit.factor", "[1, inf)"),
+    ("edit.sigma", "(0, inf)"), ("edit.num_alphas", "[2, inf)"),
 )
 
 
