@@ -15,13 +15,16 @@ from configs import digits_edm_cond, digits_lcm, toy_cd, toy_edm
 from consistency_jax.config import checks
 from consistency_jax.core import guidance, losses, ode, sampling, schedules
 from consistency_jax.core.arrays import per_sample
+from consistency_jax.core.parametrization import Parametrization, denoiser
 from consistency_jax.data import data_info
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation import run as evaluate
 from consistency_jax.evaluation import samples
 from consistency_jax.jobs import teacher as teacher_job
 from consistency_jax.jobs import train
+from consistency_jax.networks import network_fn
 from consistency_jax.networks.mlp import MLP
+from consistency_jax.training.objectives import make_objective, teacher_denoiser
 
 EPS, TMAX, RHO = 0.002, 80.0, 7.0
 MU = np.array([[-1.0, 0.5], [1.0, -0.5]], np.float32)  # the two class means
@@ -293,3 +296,35 @@ def test_lcm_values_that_cannot_work(key, value, message):
     config[section][name] = value
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         checks.validate(config)
+
+
+def test_lcm_loss_is_cd_of_the_guided_teacher_at_the_drawn_w():
+    """The objective's loss equals cd_loss with the teacher guided at each example's w (drawn
+    from fold_in(key, 3)), its ODE step from grid point i to i + k, the student given w."""
+    config = toy_cd.get_config()
+    config.data.conditional = True
+    config.network.guidance_embedding = True
+    o = config.objective
+    o.name, o.guidance_min, o.guidance_max, o.skip, o.num_scales, o.distance = "lcm", 1.0, 5.0, 3, 10, "l2"
+    student = MLP(hidden=16, depth=1, emb_dim=8, num_classes=3, guidance_embedding=True)
+    teacher = MLP(hidden=16, depth=1, emb_dim=8, num_classes=3)
+    x, labels = jax.random.normal(jax.random.key(8), (16, 2)), jnp.arange(16) % 3
+    t_params = teacher.init(jax.random.key(9), x, jnp.zeros(16), labels)["params"]
+    params = student.init(jax.random.key(10), x, jnp.zeros(16), labels, guidance=jnp.ones(16))["params"]
+    params = jax.tree.map(lambda p: p + 0.01, params)  # a w-embedding that is not zero
+    objective = make_objective(config, student, teacher, 2)
+    key = jax.random.key(11)
+    value, _ = objective.loss(params, params, objective.frozen_inputs(t_params), {"x": x, "label": labels}, key, 0)
+    k_idx, k_noise, _ = jax.random.split(key, 3)
+    grid = (config.model.sigma_min, config.model.sigma_max, config.model.rho)
+    t_hi, t_lo, i = losses.skip_grid_pair(k_idx, 10, 3, grid, 16)
+    w = guidance.uniform_guidance(jax.random.fold_in(key, 3), 16, 1.0, 5.0)
+    guided = teacher_denoiser(teacher, t_params, labels, w, config.model.sigma_data)
+    x_hi = x + t_hi[:, None] * jax.random.normal(k_noise, x.shape)
+    x_lo = losses.teacher_ode_step(ode.heun_step, guided, x_hi, i, 10, grid, 1, 3)
+    # the teacher's step: Heun from t_hi = grid point i to t_lo = grid point i + 3, per example
+    np.testing.assert_allclose(x_lo, ode.heun_step(guided, x_hi, t_hi, t_lo), rtol=1e-5, atol=1e-5)
+    cm = Parametrization("consistency", config.model.sigma_data, config.model.sigma_min)
+    f = denoiser(network_fn(student, params, labels, guidance=w), cm)
+    expected = jnp.mean(losses.l2_distance(f(x_hi, t_hi), f(x_lo, t_lo)))  # toy_cd: uniform weighting
+    assert float(value) == pytest.approx(float(expected), rel=1e-5)

@@ -236,7 +236,7 @@ def run_pipeline(
     configs = stage_configs(preset, workdir, stages)
     for config in configs.values():
         data_info(config.data)  # every data set is there before any training starts
-    is_vector = len(data_info(configs["edm"].data).shape) == 1
+    is_vector = len(data_info(configs[teacher_stages(configs)[0]].data).shape) == 1
     evaluations = run_stages(configs, workdir, concurrent, cache_dir, evaluate_stages=not is_vector)
     rows = vector_results(configs, workdir) if is_vector else image_results(configs, evaluations)
     with open(os.path.join(workdir, "results.json"), "w") as f:
