@@ -284,7 +284,7 @@ BAD_INPUTS = {
     "empty workdir": ("", {}, {}, "--workdir is empty"),
     "no such backend": ("new", {}, {"JAX_PLATFORMS": "cuda"}, "JAX cannot start its backend"),
     "guidance unconditional": ("run", {"sample.guidance": "(1.0,2.0)"}, {}, "guidance needs a conditional run"),
-    "labels unconditional": ("new", {"sample.labels": "(0,3)"}, {}, "config.sample.labels=(0, 3) on an unconditional run"),
+    "labels unconditional": ("new", {"sample.labels": "(0,3)"}, {}, "sample.labels=(0, 3) on an unconditional run"),
 }
 
 
