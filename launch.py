@@ -119,7 +119,9 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def sample(config, workdir: str) -> None:
     """Write every configured sampler's samples from the run's latest checkpoint."""
+    checks.validate(config)
     info = data_info(config.data)
+    checks.check_labels_fit(config, num_labels(config.data, info))
     model = build_network(config.network, num_labels(config.data, info))
     manager = checkpoint.make_manager(workdir)
     try:

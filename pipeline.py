@@ -11,7 +11,7 @@ from consistency_jax.training import checkpoint, compile_cache
 
 flags.DEFINE_enum("preset", "digits", sorted(PRESETS), "Which embedded data set and configs.")
 flags.DEFINE_string("workdir", None, "Directory for all stages, the results table and the plot.")
-flags.DEFINE_list("stages", list(DEFAULT_STAGES), "Stages to run; edm (the teacher) is required.")
+flags.DEFINE_list("stages", list(DEFAULT_STAGES), "Stages to run; a teacher is required (edm; edm_cond for lcm).")
 flags.DEFINE_bool(
     "concurrent", True,
     "On a CPU, train the stages that learn from data alone (ct, ict) in a second process while the "

@@ -61,8 +61,8 @@ def bench_sampler(preset: str, name: str, config: Any, params: Any, warmup: int,
     model = build_network(config.network, 0)
     sampler = generate.make_sampler(config, model, name, common.dataset_info(config).shape)
     key = jax.random.key(4)
-    compiled, compile_s = common.compile_timed(sampler, params, key)
-    times = common.blocked_times(lambda: compiled(params, key), warmup, reps)
+    compiled, compile_s = common.compile_timed(sampler, params, key, None)  # unconditional
+    times = common.blocked_times(lambda: compiled(params, key, None), warmup, reps)
     median = statistics.median(times)
     batch = config.sample.batch_size
     return {

@@ -1,10 +1,14 @@
-"""The end-to-end presets of pipeline.py: stage -> config; the first stage is the teacher."""
+"""The end-to-end presets of pipeline.py: stage -> config. The EDM stages are the teachers (edm,
+and edm_cond: conditional, with label dropout); a student distils the one whose data.conditional
+is its own (lcm: edm_cond)."""
 
 from configs import (
     digits_cd,
     digits_ect,
     digits_edm,
+    digits_edm_cond,
     digits_ict,
+    digits_lcm,
     digits_meanflow,
     digits_scd,
     digits_sct,
@@ -27,7 +31,8 @@ PRESETS = {
     "digits": {
         "edm": digits_edm.get_config, "cd": digits_cd.get_config, "ict": digits_ict.get_config,
         "ect": digits_ect.get_config, "sct": digits_sct.get_config, "scd": digits_scd.get_config,
-        "meanflow": digits_meanflow.get_config,
+        "meanflow": digits_meanflow.get_config, "edm_cond": digits_edm_cond.get_config,
+        "lcm": digits_lcm.get_config,
     },
 }
 DEFAULT_STAGES = ("edm", "cd", "ict")

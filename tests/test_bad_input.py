@@ -286,6 +286,8 @@ BAD_INPUTS = {
     "config.json {}": (_empty_json, {}, {}, "config.json is not a run's config: it lacks seed"),
     "empty workdir": ("", {}, {}, "--workdir is empty"),
     "no such backend": ("new", {}, {"JAX_PLATFORMS": "cuda"}, "JAX cannot start its backend"),
+    "guidance unconditional": ("run", {"sample.guidance": "(1.0,2.0)"}, {}, "guidance needs a conditional run"),
+    "labels unconditional": ("new", {"sample.labels": "(0,3)"}, {}, "sample.labels=(0, 3) on an unconditional run"),
 }
 
 

@@ -83,7 +83,7 @@ def _sampling(config, params, out: str) -> dict:
     sharded = np.load(os.path.join(out, "samples", "onestep.npz"))["samples"]
     sampler = generate.make_sampler(config, model, "onestep", (2,))
     key = jax.random.fold_in(jax.random.key(config.seed), 2)  # write_samples' key
-    on_one = generate.generate(sampler, jax.device_put(params, jax.devices()[0]), key, len(sharded))
+    on_one = generate.generate(sampler, jax.device_put(params, jax.devices()[0]), key, len(sharded))[0]
     return {"shape": list(sharded.shape), "max_diff": float(np.max(np.abs(on_one - sharded)))}
 
 

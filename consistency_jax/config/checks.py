@@ -12,7 +12,12 @@ from consistency_jax.config.schema import load_config
 from consistency_jax.core import ode
 from consistency_jax.core.losses import WEIGHTINGS
 from consistency_jax.core.parametrization import TRIGFLOW_NETWORKS, trigflow_time
-from consistency_jax.core.sampling import TEACHER_SOLVERS, check_multistep_sigmas, check_trigflow_steps
+from consistency_jax.core.sampling import (
+    TEACHER_SOLVERS,
+    check_multistep_sigmas,
+    check_sample_labels,
+    check_trigflow_steps,
+)
 from consistency_jax.errors import ConfigError
 from consistency_jax.networks import COMPUTE_DTYPES, NETWORKS
 from consistency_jax.training.lock import LOCK_NAME
@@ -39,6 +44,8 @@ RANGES = (
     ("network.unet.num_blocks", "[1, inf)"),
     ("objective.p_std", "(0, inf)"), ("objective.target_ema", "[0, 1)"),
     ("objective.mu0", "[0, 1)"), ("objective.teacher_substeps", "[1, inf)"),
+    ("objective.label_dropout", "[0, 1)"), ("objective.guidance_min", "[0, inf)"),
+    ("objective.guidance_max", "[0, inf)"), ("objective.skip", "[1, inf)"),
     ("optim.lr", "(0, inf)"), ("optim.b1", "[0, 1)"), ("optim.b2", "[0, 1)"), ("optim.eps", "(0, inf)"),
     ("optim.weight_decay", "[0, inf)"), ("optim.warmup_steps", "[0, inf)"), ("optim.decay_steps", "[0, inf)"),
     ("optim.grad_clip", "[0, inf)"),
@@ -130,6 +137,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "CD needs a trained teacher: set config.objective.teacher_workdir to the workdir of "
                 "an EDM run (e.g. --config.objective.teacher_workdir=runs/edm)."
             )
+    if config.objective.name == "lcm":
+        _check_lcm(config)
+    _check_guidance(config)
     if config.objective.name == "ect":
         if config.objective.ect_q <= 1:
             raise ConfigError(
@@ -146,6 +156,90 @@ def validate(config: ml_collections.ConfigDict) -> None:
     except ValueError as e:
         raise ConfigError(f"config.sample.multistep_sigmas: {e}") from None
     _check_steps_per_dispatch(config.train)
+
+
+def _check_lcm(config: ml_collections.ConfigDict) -> None:
+    """LCM: conditional data, a w range the student can take, a skip and steps the grid holds."""
+    o = config.objective
+    if not config.data.conditional:
+        raise ConfigError(
+            "objective.name='lcm' distils a guided teacher and needs labels: set "
+            "config.data.conditional=True (and a teacher trained with objective.label_dropout > 0)."
+        )
+    if not o.guidance_min <= o.guidance_max:
+        raise ConfigError(
+            f"config.objective.guidance_min={o.guidance_min} must be <= guidance_max={o.guidance_max} "
+            "(w ~ U[guidance_min, guidance_max])."
+        )
+    if o.guidance_min != o.guidance_max and not config.network.guidance_embedding:
+        raise ConfigError(
+            f"config.objective.guidance_min={o.guidance_min} < guidance_max={o.guidance_max}: the "
+            "student must know which w it distils. Set config.network.guidance_embedding=True, or "
+            "guidance_min = guidance_max for a student of one w."
+        )
+    if not o.skip <= o.num_scales - 1:
+        raise ConfigError(
+            f"config.objective.skip={o.skip} must be <= objective.num_scales - 1 = {o.num_scales - 1} "
+            "(the teacher steps from grid point n + k to n of the N-point grid)."
+        )
+    steps = tuple(config.sample.lcm_steps)
+    if not steps or any(not isinstance(k, int) or not 1 <= k <= o.num_scales - 1 for k in steps):
+        raise ConfigError(
+            f"config.sample.lcm_steps={steps} must list step counts in [1, objective.num_scales - 1 "
+            f"= {o.num_scales - 1}], e.g. (1, 2, 4)."
+        )
+
+
+def _check_guidance(config: ml_collections.ConfigDict) -> None:
+    """sample.guidance: scales >= 0, other than 1 only where a model can guide (a teacher trained
+    with label dropout, an LCM student with a w-embedding); sample.labels on conditional runs."""
+    ws = tuple(config.sample.guidance)
+    if not ws or any(not isinstance(w, int | float) or not 0 <= w < math.inf for w in ws):
+        raise ConfigError(f"config.sample.guidance={ws} must list guidance scales w >= 0, e.g. (1.0, 2.0).")
+    if len(set(ws)) != len(ws):
+        raise ConfigError(f"config.sample.guidance={ws} lists a scale twice.")
+    if config.sample.labels and not config.data.conditional:
+        raise ConfigError(
+            f"config.sample.labels={tuple(config.sample.labels)} on an unconditional run: set "
+            "config.data.conditional=True (and train with it), or sample.labels=()."
+        )
+    if ws == (1.0,):
+        return
+    o = config.objective
+    if not config.data.conditional:
+        raise ConfigError(
+            f"config.sample.guidance={ws}: guidance needs a conditional run (config.data.conditional"
+            "=True, a teacher trained with objective.label_dropout > 0); this run is unconditional. "
+            "Set sample.guidance=(1.0,)."
+        )
+    if o.name == "edm" and not o.label_dropout > 0:
+        raise ConfigError(
+            f"config.sample.guidance={ws}: this teacher is trained without label dropout "
+            "(objective.label_dropout=0), so its unconditional denoiser is untrained. Train with "
+            "--config.objective.label_dropout=0.1, or set sample.guidance=(1.0,)."
+        )
+    if o.name == "lcm" and not config.network.guidance_embedding:
+        raise ConfigError(
+            f"config.sample.guidance={ws}: this LCM student has no w-embedding (network."
+            f"guidance_embedding=False); it samples at the w it was distilled at "
+            f"({o.guidance_min}). Set sample.guidance=(1.0,)."
+        )
+    if o.name not in ("edm", "lcm"):
+        raise ConfigError(
+            f"config.sample.guidance={ws}: objective {o.name!r} takes no guidance scale (the EDM "
+            "teacher and the LCM student do). Set sample.guidance=(1.0,)."
+        )
+
+
+def check_labels_fit(config: ml_collections.ConfigDict, num_classes: int) -> None:
+    """sample.labels must be class indices of the data (known once its class count is)."""
+    try:
+        check_sample_labels(tuple(config.sample.labels), num_classes)
+    except ValueError as e:
+        raise ConfigError(
+            f"config.sample.labels={tuple(config.sample.labels)}: {e} Set it to classes of "
+            f"{config.data.name!r}, or () for balanced labels."
+        ) from None
 
 
 def _check_scm(config: ml_collections.ConfigDict) -> None:

@@ -53,6 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
     # a loss-weighting head w_phi(t) (its own small parameters in the network's tree): sCT/sCD's
     # adaptive weighting e^-w_phi(t) loss + w_phi(t); off, those losses weigh every t alike
     n.logvar_head = False
+    # LCM student: the guidance scale w as an input (a w-embedding added to the noise embedding,
+    # LCM's timestep_cond), so that one student samples at any w in [guidance_min, guidance_max]
+    n.guidance_embedding = False
     n.mlp = ml_collections.ConfigDict(dict(hidden=256, depth=4, emb_dim=128))
     n.unet = ml_collections.ConfigDict(
         dict(
@@ -66,7 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- objective -------------------------------------------------------------------
     c.objective = o = ml_collections.ConfigDict()
-    o.name = "edm"  # edm (teacher DSM) | cd | ct | ict | ect | sct | scd | meanflow
+    o.name = "edm"  # edm (teacher DSM) | cd | lcm (guided CD) | ct | ict | ect | sct | scd | meanflow
     # EDM, ECT: ln sigma ~ N(p_mean, p_std^2); iCT: lognormal index weights; sCT/sCD: tau = ln sigma,
     # t = arctan(e^tau / sigma_d); MeanFlow: t, r = sigmoid of two N(p_mean, p_std^2) draws
     o.p_mean = -1.2
@@ -76,11 +79,21 @@ def get_config() -> ml_collections.ConfigDict:
     # 0.00054 sqrt(dim)
     o.huber_c = -1.0
     o.weighting = "uniform"  # uniform | ict (1 / (sigma_{n+1} - sigma_n))
-    o.num_scales = 18  # CD: N, grid size
-    o.solver = "heun"  # CD: teacher ODE step (euler | heun)
-    o.teacher_substeps = 1  # CD: teacher solver steps per grid interval (on a K-times finer grid)
-    o.target_ema = 0.0  # CD: mu, target network EMA rate (0: target = sg(online))
-    o.teacher_workdir = ""  # CD, sCD: the trained teacher's workdir (required); others: start from it
+    o.num_scales = 18  # CD, LCM: N, grid size
+    o.solver = "heun"  # CD, LCM: teacher ODE step (euler | heun)
+    o.teacher_substeps = 1  # CD, LCM: teacher solver steps per grid interval (on a K-times finer grid)
+    o.target_ema = 0.0  # CD, LCM: mu, target network EMA rate (0: target = sg(online); LCM: 0.95)
+    # EDM, conditional data: the probability that a label is replaced by the null label (index
+    # num_classes), which trains the unconditional denoiser that classifier-free guidance needs
+    # (CFG, Ho & Salimans 2022: 0.1-0.2); 0: a conditional teacher that cannot guide
+    o.label_dropout = 0.0
+    # LCM: the teacher's guidance scale w ~ U[guidance_min, guidance_max] per example, with the
+    # project's convention D_w = D_uncond + w (D_cond - D_uncond): w = 1 conditional, w = 0
+    # unconditional (LCM's own w is this w - 1). Equal values: one w (1, 1: plain conditional CD).
+    o.guidance_min = 1.0
+    o.guidance_max = 1.0
+    o.skip = 1  # LCM: the skipping step k, the teacher steps from grid point n + k to n (1: CD)
+    o.teacher_workdir = ""  # CD, LCM, sCD: the trained teacher's workdir (required); others: start from it
     o.init_from_teacher = True  # start the student (and its EMA) from the teacher in teacher_workdir
     o.s0 = 2  # CT/iCT curriculum: initial number of steps (s0)
     o.s1 = 150  # CT/iCT curriculum: final number of steps (s1)
@@ -140,6 +153,15 @@ def get_config() -> ml_collections.ConfigDict:
     # sCT/sCD multistep: the TrigFlow times t after t_max = arctan(sigma_max / sigma_d), each in
     # (0, t_max), decreasing; the sample is re-noised as cos t x0 + sin t z (sCM: t_mid = 1.1)
     s.trigflow_steps = (1.1,)
+    # LCM: the students' samplers, by number of steps, each on grid points evenly spaced over the
+    # objective.num_scales training grid (LCMScheduler); replaces onestep and multistep_sigmas
+    s.lcm_steps = (1, 2, 4)
+    # conditional runs: the class of sample i, i % num_classes (balanced) for (), else labels[i % len]
+    s.labels = ()
+    # guidance scales w the samplers run at (each its own samples, named <sampler>_w<w>), with
+    # D_w = D_uncond + w (D_cond - D_uncond): the EDM teacher (trained with label_dropout > 0)
+    # and an LCM student with a w-embedding; (1.0,): conditional, unguided
+    s.guidance = (1.0,)
     s.meanflow_steps = (0.5,)  # MeanFlow multistep: the times between 1 (noise) and 0, decreasing
     s.teacher_steps = 18  # teacher ODE: Karras grid size (18 -> 35 evaluations with Heun)
     s.teacher_solver = "heun"  # heun | euler | stochastic (EDM Alg. 2: churn, then a Heun step)

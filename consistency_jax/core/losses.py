@@ -133,16 +133,29 @@ def cd_loss(
 
 def teacher_ode_step(
     step: Callable[..., jax.Array], teacher: Denoiser, x_hi: jax.Array, i: jax.Array,
-    num_scales: jax.Array, grid: Grid, substeps: int = 1,
+    num_scales: jax.Array, grid: Grid, substeps: int = 1, skip: int = 1,
 ) -> jax.Array:
-    """x_hat_{t_n}: the teacher's ODE from t_{n+1} to t_n in `substeps` solver steps along the
-    (N - 1) K + 1 point Karras grid that refines the N-point one (K = 1: CM eq. 6)."""
+    """x_hat_{t_{n}}: the teacher's ODE from grid point i to i + skip of the N-point Karras grid
+    (the skipping step k of LCM Sec. 4.3; skip = 1: CM eq. 6), in `substeps` solver steps of
+    `skip` intervals each along the (N - 1) K + 1 point grid that refines the N-point one."""
     fine_n = (num_scales - 1) * substeps + 1
     x = x_hi
     for j in range(substeps):
-        s, s_next = (schedules.karras_sigma(i * substeps + j + d, fine_n, *grid) for d in (0, 1))
+        s, s_next = (
+            schedules.karras_sigma(i * substeps + (j + d) * skip, fine_n, *grid) for d in (0, 1)
+        )
         x = step(teacher, x, s, s_next)
     return x
+
+
+def skip_grid_pair(
+    key: jax.Array, num_scales: jax.Array, skip: int, grid: Grid, batch: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(t_{n+k}, t_n, i): grid points i and i + k of the N-point Karras grid (index 0 at
+    sigma_max), i uniform in [0, N - 1 - k] (LCM Alg. 1 with the skipping step k; k = 1 is
+    `uniform_grid_pair`)."""
+    i = jax.random.randint(key, (batch,), 0, num_scales - skip).astype(jnp.float32)
+    return (*(schedules.karras_sigma(i + d, num_scales, *grid) for d in (0, skip)), i)
 
 
 def ct_loss(

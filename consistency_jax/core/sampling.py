@@ -6,11 +6,34 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from consistency_jax.core import ode
-from consistency_jax.core.schedules import karras_sigmas
+from consistency_jax.core.schedules import karras_sigma, karras_sigmas
 
 ConsistencyFn = Callable[[jax.Array, jax.Array], jax.Array]  # f(x, t) -> x0_hat
+
+
+def sample_labels(start: int, count: int, num_classes: int, labels: Sequence[int] = ()) -> np.ndarray:
+    """Class labels of samples start, ..., start + count - 1: sample i gets i % num_classes
+    (balanced over the classes), or labels[i % len(labels)] for a given list."""
+    i = np.arange(start, start + count)
+    return np.asarray(labels, np.int32)[i % len(labels)] if len(labels) else (i % num_classes).astype(np.int32)
+
+
+def check_sample_labels(labels: Sequence[int], num_classes: int) -> None:
+    """Labels must be integers in [0, num_classes)."""
+    bad = [v for v in labels if not isinstance(v, int) or not 0 <= v < num_classes]
+    if bad:
+        raise ValueError(f"labels must be class indices in [0, {num_classes}), got {bad}.")
+
+
+def lcm_sigmas(num_steps: int, num_scales: int, sigma_min: float, sigma_max: float, rho: float) -> tuple[float, ...]:
+    """The `num_steps` sigmas of few-step sampling on the student's N-point training grid:
+    grid points floor(j (N - 1) / num_steps), j = 0 .. num_steps - 1, sigma_max first
+    (diffusers `LCMScheduler.set_timesteps`, evenly spaced over the grid, PR #5836)."""
+    idx = [j * (num_scales - 1) // num_steps for j in range(num_steps)]
+    return tuple(float(karras_sigma(i, num_scales, sigma_min, sigma_max, rho)) for i in idx)
 
 
 def check_multistep_sigmas(sigmas: Sequence[float], sigma_min: float, sigma_max: float) -> None:

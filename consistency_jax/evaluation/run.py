@@ -6,8 +6,11 @@ Files, under the run's workdir:
                                      interrupted eval resumes at the first missing shard
     eval/<sampler>/spec.json         what the shards were drawn with (checkpoint step, seed, sizes,
                                      sampler settings); shards drawn with another spec are redrawn
-    eval/reference_stats_<net>.npz   `mu`, `sigma` and `features` of the run's training split,
-                                     computed on the first eval (without eval.reference_stats)
+    eval/reference_stats_<net>.npz   `mu`, `sigma`, `features` (and `labels`) of the run's
+                                     training split, computed on the first eval (without
+                                     eval.reference_stats)
+    eval/tradeoff.png                a guided conditional run under the digits classifier: the
+                                     Frechet distance against the class accuracy over w
     eval/results.json                the figures of the latest eval
     metrics.jsonl                    + {"step", "eval/<sampler>/<figure>": value, ...} per eval
     eval/step_<step>/...             the same shards and results.json for a checkpoint named by
@@ -23,6 +26,13 @@ Feature networks (eval.feature_net):
                features and 10 logits, i.e. the Frechet Digits Distance, an IS-like class score
                (at most 10) and KID. They compare digits runs with each other, never with Inception
                figures; results.json names the network.
+
+Conditional runs: shards also hold the `labels` each sample was drawn for (sample.labels). Under
+the digits classifier, whose logits are the digit classes, the figures add `class_accuracy`
+(the fraction of samples the classifier assigns to their label) and `fid_per_class` (the Frechet
+distance of each class's samples to that class's training images; needs reference `labels`).
+Inception's 1008 logits are ImageNet classes, not CIFAR-10's, so under Inception no class
+accuracy is reported (`class_accuracy` is None).
 """
 
 import dataclasses
@@ -36,6 +46,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from matplotlib.figure import Figure
 
 from consistency_jax.config import checks
 from consistency_jax.data import DataInfo, build_dataset, data_info, num_labels
@@ -49,7 +60,14 @@ from consistency_jax.evaluation.metrics import (
     kernel_inception_distance,
     load_statistics,
 )
-from consistency_jax.evaluation.samples import make_sampler, sampler_names, to_uint8
+from consistency_jax.evaluation.samples import (
+    batch_labels,
+    is_guided,
+    make_sampler,
+    sampler_names,
+    sampler_spec,
+    to_uint8,
+)
 from consistency_jax.networks import build_network
 from consistency_jax.networks.pretrained import load_digits_features, load_fid_inception
 from consistency_jax.training import checkpoint, files, parallel
@@ -74,6 +92,7 @@ class Reference:
     mu: np.ndarray
     sigma: np.ndarray
     features: np.ndarray | None
+    labels: np.ndarray | None = None  # the class of each row of `features`, where known
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -133,7 +152,9 @@ def sampler_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
 def shard_spec(config: ml_collections.ConfigDict, name: str, step: int) -> dict:
     """Everything a sampler's shards depend on, as JSON; num_samples only sets their count."""
-    sample = {k: v for k, v in config.sample.items() if k not in ("num_samples", "batch_size")}
+    # a sampler's name carries its w and its steps: adding a scale keeps the others' shards
+    skip = ("num_samples", "batch_size", "guidance", "lcm_steps")
+    sample = {k: v for k, v in config.sample.items() if k not in skip}
     spec = {
         "sampler": name, "step": step, "seed": config.seed, "shard_size": config.eval.shard_size,
         "batch_size": config.eval.batch_size, "model": config.model.to_dict(), "sample": sample,
@@ -161,8 +182,9 @@ def shard_path(directory: str, index: int) -> str:
     return os.path.join(directory, f"shard_{index:05d}.npz")
 
 
-def write_shard(path: str, samples: np.ndarray) -> None:
-    _write_atomic(path, lambda f: np.savez(f, samples=samples))
+def write_shard(path: str, samples: np.ndarray, labels: np.ndarray | None = None) -> None:
+    arrays = {"samples": samples} | ({"labels": labels} if labels is not None else {})
+    _write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def read_shard(path: str, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -194,12 +216,13 @@ def prepare_shard_dir(directory: str, spec: dict) -> None:
 
 def save_reference(path: str, reference: Reference) -> None:
     """`mu`, `sigma` (pytorch-fid's statistics format) and `features`."""
-    _write_atomic(path, lambda f: np.savez(f, **dataclasses.asdict(reference)))
+    arrays = {k: v for k, v in dataclasses.asdict(reference).items() if v is not None}
+    _write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def load_reference(path: str) -> Reference:
     """mu and sigma from a statistics file (`load_statistics`); features from `features` or
-    `pool_3` where the file has them."""
+    `pool_3`, and `labels`, where the file has them."""
     if not os.path.exists(path):
         raise ConfigError(
             f"No reference statistics at {path} (config.eval.reference_stats); fix the path, or "
@@ -209,24 +232,27 @@ def load_reference(path: str) -> Reference:
     with np.load(path) as data:
         key = next((k for k in ("features", "pool_3") if k in data), None)
         features = data[key] if key else None
-    return Reference(mu, sigma, features)
+        labels = data["labels"] if "labels" in data and features is not None else None
+    return Reference(mu, sigma, features, labels)
 
 
 # --- reference statistics -----------------------------------------------------------------------
 
 
-def training_images(data_cfg: ml_collections.ConfigDict, batch_size: int) -> Iterator[np.ndarray]:
-    """Every image of the run's training split once, unflipped, as uint8 NHWC batches (the
-    pipeline's [-1, 1] floats mapped back as `to_uint8` maps samples)."""
+def training_images(data_cfg: ml_collections.ConfigDict, batch_size: int) -> Iterator[dict]:
+    """Every image of the run's training split once, unflipped, as batches {"x": uint8 NHWC
+    (the pipeline's [-1, 1] floats mapped back as `to_uint8` maps samples), "label" where the
+    data set has labels}."""
     cfg = data_cfg.copy_and_resolve_references()
     cfg.random_flip = False
     cfg.batch_size = min(batch_size, data_info(cfg).num_examples)
     it, info = build_dataset(cfg, seed=0)
     remaining = info.num_examples  # the first epoch of the shuffled, repeated stream
     while remaining > 0:
-        images = to_uint8(next(it)["x"][:remaining])
-        remaining -= len(images)
-        yield images
+        batch = {k: np.asarray(v[:remaining]) for k, v in next(it).items()}
+        batch["x"] = to_uint8(batch["x"])
+        remaining -= len(batch["x"])
+        yield batch
 
 
 def reference_path(config: ml_collections.ConfigDict, net: str, workdir: str) -> str:
@@ -244,9 +270,10 @@ def reference_statistics(
     if config.eval.reference_stats or os.path.exists(path):
         return load_reference(path)
     logging.info("Reference statistics: %s features of %r.", net, config.data.name)
-    batches = training_images(config.data, config.eval.feature_batch_size)
-    features = extract_features(batches, features_fn)[0]
-    reference = Reference(*feature_statistics(features), features)
+    batches = list(training_images(config.data, config.eval.feature_batch_size))
+    features = extract_features((b["x"] for b in batches), features_fn)[0]
+    labels = np.concatenate([b["label"] for b in batches]) if "label" in batches[0] else None
+    reference = Reference(*feature_statistics(features), features, labels)
     if _is_writer():
         os.makedirs(os.path.dirname(path), exist_ok=True)
         save_reference(path, reference)
@@ -304,9 +331,9 @@ def steps_to_evaluate(workdir: str, spec: str) -> list[int | None]:
         manager.close()
 
 
-def draw_batch(sampler: Sampler, params, key: jax.Array, index: int) -> np.ndarray:
-    """Global batch `index` of `sampler`, as uint8: the one place the sampler is called."""
-    return to_uint8(np.asarray(sampler(params, jax.random.fold_in(key, index))))
+def draw_batch(sampler: Sampler, params, key: jax.Array, index: int, labels: np.ndarray | None) -> np.ndarray:
+    """Global batch `index` of `sampler` for these labels, as uint8: the one place the sampler is called."""
+    return to_uint8(np.asarray(sampler(params, jax.random.fold_in(key, index), labels)))
 
 
 class Progress:
@@ -331,11 +358,13 @@ class Progress:
 
 def sample_shards(
     sampler: Sampler, params, key: jax.Array, directory: str, config: ml_collections.ConfigDict,
-    shape: tuple[int, ...],
-) -> np.ndarray:
-    """All config.eval.num_samples samples (uint8): the shards in `directory` that are whole, the
-    missing ones drawn (batch b with fold_in(key, b)) and written."""
+    shape: tuple[int, ...], num_classes: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """All config.eval.num_samples samples (uint8) and their labels (None if unconditional): the
+    shards in `directory` that are whole, the missing ones drawn (batch b with fold_in(key, b)
+    and `samples.batch_labels`) and written."""
     e = config.eval
+    labels_of = lambda b: batch_labels(config, num_classes, b, e.batch_size)
     sizes = [min(e.shard_size, e.num_samples - lo) for lo in range(0, e.num_samples, e.shard_size)]
     shards = [read_shard(shard_path(directory, k), (n, *shape)) for k, n in enumerate(sizes)]
     missing = [k for k, shard in enumerate(shards) if shard is None]
@@ -347,22 +376,37 @@ def sample_shards(
         first = k * (e.shard_size // e.batch_size)
         batches = []
         for b in range(first, first + num_batches[k]):
-            batches.append(draw_batch(sampler, params, key, b))
+            batches.append(draw_batch(sampler, params, key, b, labels_of(b)))
             progress.update(len(batches[-1]))
         shards[k] = np.concatenate(batches)[: sizes[k]]
         if _is_writer():
-            write_shard(shard_path(directory, k), shards[k])
-    return np.concatenate(shards)
+            labels = labels_of_shard(config, num_classes, k, sizes[k])
+            write_shard(shard_path(directory, k), shards[k], labels)
+    labels = [labels_of_shard(config, num_classes, k, n) for k, n in enumerate(sizes)]
+    return np.concatenate(shards), None if not num_classes else np.concatenate(labels)
+
+
+def labels_of_shard(config: ml_collections.ConfigDict, num_classes: int, k: int, size: int) -> np.ndarray | None:
+    """The labels shard k was drawn for: its samples' global indices through `batch_labels`."""
+    if not num_classes:
+        return None
+    first = k * config.eval.shard_size // config.eval.batch_size
+    n = -(-size // config.eval.batch_size)
+    return np.concatenate([batch_labels(config, num_classes, b, config.eval.batch_size)
+                           for b in range(first, first + n)])[:size]
 
 
 # --- figures ------------------------------------------------------------------------------------
 
 
 def figures(
-    samples: np.ndarray, features_fn: FeaturesFn, reference: Reference, batch_size: int
-) -> dict[str, float | None]:
+    samples: np.ndarray, features_fn: FeaturesFn, reference: Reference, batch_size: int,
+    labels: np.ndarray | None = None, classifies: bool = False,
+) -> dict:
     """FID, IS (10 splits) and KID of uint8 `samples` against `reference`; KID None without
-    reference features."""
+    reference features. With `labels` (a conditional run) and a feature network whose logits are
+    the data's classes (`classifies`: the digits classifier), also the class accuracy and, where
+    the reference has labels, the Frechet distance of each class (`class_figures`)."""
     batches = (samples[i : i + batch_size] for i in range(0, len(samples), batch_size))
     features, logits = extract_features(batches, features_fn)
     fid = frechet_distance(*feature_statistics(features), reference.mu, reference.sigma)
@@ -372,7 +416,32 @@ def figures(
         if reference.features is not None
         else (None, None)
     )
-    return {"fid": fid, "is": is_mean, "is_std": is_std, "kid": kid, "kid_std": kid_std}
+    out = {"fid": fid, "is": is_mean, "is_std": is_std, "kid": kid, "kid_std": kid_std}
+    if labels is not None:
+        out |= class_figures(features, logits, labels, reference) if classifies else {"class_accuracy": None}
+    return out
+
+
+def class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The fraction of samples whose classifier argmax is the label they were drawn for."""
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+def class_figures(
+    features: np.ndarray, logits: np.ndarray, labels: np.ndarray, reference: Reference
+) -> dict:
+    """`class_accuracy`, and `fid_per_class` (class -> the Frechet distance of its samples to
+    its reference images) where the reference has labels."""
+    out = {"class_accuracy": class_accuracy(logits, labels)}
+    if reference.labels is not None:
+        out["fid_per_class"] = {
+            str(c): frechet_distance(
+                *feature_statistics(features[labels == c]),
+                *feature_statistics(reference.features[reference.labels == c]),
+            )
+            for c in np.unique(labels)
+        }
+    return out
 
 
 def write_results(workdir: str, eval_dir: str, results: dict) -> None:
@@ -382,7 +451,7 @@ def write_results(workdir: str, eval_dir: str, results: dict) -> None:
         f"eval/{sampler}/{key}": value
         for sampler, values in results["samplers"].items()
         for key, value in values.items()
-        if value is not None
+        if value is not None and not isinstance(value, dict)  # per-class figures: results.json
     }
     files.append_line(os.path.join(workdir, "metrics.jsonl"), json.dumps(record), "the metrics log")
 
@@ -398,8 +467,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
     checks.validate(config)
     info = data_info(config.data)
     net = validate_eval(config, info)
+    num_classes = num_labels(config.data, info)
+    checks.check_labels_fit(config, num_classes)
     features_fn = FEATURE_NETS[net]()
-    model = build_network(config.network, num_labels(config.data, info))
+    model = build_network(config.network, num_classes)
     eval_dir = os.path.join(workdir, "eval", "" if step is None else f"step_{step:07d}")
     params, step = restore_ema_params(config, workdir, model, info, step)
     reference = reference_statistics(config, net, features_fn, workdir)
@@ -416,11 +487,36 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
         if _is_writer():
             prepare_shard_dir(directory, shard_spec(config, name, step))
         sampler = parallel.sharded_sampler(make_sampler(scfg, model, name, info.shape), mesh)
-        samples = sample_shards(sampler, params, key, directory, config, info.shape)
+        samples, labels = sample_shards(sampler, params, key, directory, config, info.shape, num_classes)
         results["samplers"][name] = figures(
-            samples, features_fn, reference, config.eval.feature_batch_size
+            samples, features_fn, reference, config.eval.feature_batch_size, labels,
+            classifies=net == "digits",
         )
         logging.info("eval %s at step %d: %s", name, step, results["samplers"][name])
     if _is_writer():
         write_results(workdir, eval_dir, results)
+        if is_guided(config) and num_classes and net == "digits":
+            path = os.path.join(eval_dir, "tradeoff.png")
+            _write_atomic(path, lambda f: tradeoff_plot(f, config, results["samplers"]))
     return results
+
+
+def tradeoff_plot(path, config: ml_collections.ConfigDict, figs: dict[str, dict]) -> None:
+    """The Frechet distance against the class accuracy over the guidance scales w, one line per
+    base sampler (the teacher's ODE, each student step count), each point marked with its w."""
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
+    lines: dict[str, list[tuple[float, float, float]]] = {}
+    for name, values in figs.items():
+        base, w = sampler_spec(config, name)
+        lines.setdefault(base, []).append((values["class_accuracy"], values["fid"], w))
+    for base, points in lines.items():
+        acc, fid, ws = zip(*points)
+        ax.plot(acc, fid, "o-", label=base)
+        for a, d, w in points:
+            ax.annotate(f"w={w:g}", (a, d), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("class accuracy (digits classifier)")
+    ax.set_ylabel("Frechet distance (digits classifier)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")

@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
 
+from consistency_jax.config import checks
 from consistency_jax.core import sampling
 from consistency_jax.core.parametrization import (
     Parametrization,
@@ -18,25 +19,63 @@ from consistency_jax.core.parametrization import (
     trigflow_network,
     trigflow_time,
 )
-from consistency_jax.data import DataInfo, build_dataset
+from consistency_jax.data import DataInfo, build_dataset, num_labels
 from consistency_jax.networks import network_fn
 from consistency_jax.training import files, parallel
+from consistency_jax.training.objectives import teacher_denoiser
 
 
-def sampler_names(config: ml_collections.ConfigDict) -> list[str]:
-    """The samplers a run of this config writes: the teacher's ODE, or one- and multistep."""
+def is_guided(config: ml_collections.ConfigDict) -> bool:
+    """Whether the run samples at guidance scales (sample.guidance other than (1.0,))."""
+    return tuple(config.sample.guidance) != (1.0,)
+
+
+def base_sampler_names(config: ml_collections.ConfigDict) -> list[str]:
+    """The samplers of a run, before guidance: the teacher's ODE, an LCM student's 1, 2, 4 ...
+    steps, or one- and multistep."""
     if config.objective.name == "edm":
-        return [f"teacher_{config.sample.teacher_solver}{nfe(config, 'teacher')}"]
+        return [f"teacher_{config.sample.teacher_solver}{_teacher_nfe(config)}"]
+    if config.objective.name == "lcm":
+        return [f"{k}step" for k in config.sample.lcm_steps]
     return ["onestep", f"{nfe(config, 'multistep')}step"]
 
 
+def sampler_names(config: ml_collections.ConfigDict) -> list[str]:
+    """The samplers a run of this config writes: each base sampler, and on a guided run each at
+    every w of sample.guidance, named <sampler>_w<w>."""
+    names = base_sampler_names(config)
+    if not is_guided(config):
+        return names
+    return [f"{n}_w{w:g}" for n in names for w in config.sample.guidance]
+
+
+def sampler_spec(config: ml_collections.ConfigDict, name: str) -> tuple[str, float]:
+    """(base sampler, guidance scale w) of a `sampler_names` entry."""
+    for base in base_sampler_names(config):
+        if name == base:
+            return base, 1.0
+        for w in config.sample.guidance:
+            if name == f"{base}_w{w:g}":
+                return base, float(w)
+    raise ValueError(f"Unknown sampler {name!r}; this config has {sampler_names(config)}.")
+
+
+def _teacher_nfe(config: ml_collections.ConfigDict) -> int:
+    """Evaluations of the teacher's Heun-type solvers on teacher_steps sigmas then 0 (EDM Alg. 1, 2)."""
+    if config.sample.teacher_solver == "euler":
+        return config.sample.teacher_steps
+    return 2 * config.sample.teacher_steps - 1
+
+
 def nfe(config: ml_collections.ConfigDict, sampler: str) -> int:
-    """Network evaluations per sample of a sampler of this config: the teacher's Heun-type
-    solvers on teacher_steps sigmas then 0 (EDM Alg. 1, 2), one step, or the multistep list."""
+    """Network evaluations per sample of a sampler of this config: the teacher's ODE (twice as
+    many at a guidance scale w other than 0 and 1: conditional and unconditional), one step,
+    an LCM student's steps, or the multistep list."""
     if config.objective.name == "edm":
-        if config.sample.teacher_solver == "euler":
-            return config.sample.teacher_steps
-        return 2 * config.sample.teacher_steps - 1
+        w = sampler_spec(config, sampler)[1]
+        return _teacher_nfe(config) * (1 if w in (0.0, 1.0) else 2)
+    if config.objective.name == "lcm":
+        return int(sampler_spec(config, sampler)[0].removesuffix("step"))
     if sampler == "onestep":
         return 1
     if config.objective.name == "meanflow":
@@ -57,53 +96,79 @@ def multistep_times(config: ml_collections.ConfigDict) -> tuple[float, ...]:
     return (m.sigma_max, *s.multistep_sigmas)
 
 
+Sampler = Callable[[object, jax.Array, jax.Array | None], jax.Array]  # (params, key, labels)
+
+
 def make_sampler(
     config: ml_collections.ConfigDict, model: nn.Module, name: str, shape: tuple[int, ...]
-) -> Callable[[object, jax.Array], jax.Array]:
-    """A jitted `(params, key) -> samples [sample.batch_size, *shape]` for a `sampler_names` entry."""
+) -> Sampler:
+    """A jitted `(params, key, labels) -> samples [sample.batch_size, *shape]` for a
+    `sampler_names` entry; labels int [sample.batch_size] on a conditional run (`batch_labels`),
+    None on an unconditional one."""
     m, s = config.model, config.sample
     batch_shape = (s.batch_size, *shape)
     clip = len(shape) == 3  # images live in [-1, 1]
+    base, w = sampler_spec(config, name)
     if config.objective.name == "edm":
-        edm = Parametrization("edm", m.sigma_data, 0.0)
         sigmas = sampling.teacher_sigmas(s.teacher_steps, m.sigma_min, m.sigma_max, m.rho)
         churn = sampling.Churn(s.s_churn, s.s_min, s.s_max, s.s_noise)
-        fn = lambda params, key: sampling.teacher_sample(
-            denoiser(network_fn(model, params), edm), key, batch_shape, sigmas, s.teacher_solver,
-            clip, churn,
+        fn = lambda params, key, labels: sampling.teacher_sample(
+            teacher_denoiser(model, params, labels, w, m.sigma_data), key, batch_shape, sigmas,
+            s.teacher_solver, clip, churn,
         )
     elif config.objective.name == "meanflow":
         ts = (1.0, 0.0) if name == "onestep" else (1.0, *s.meanflow_steps, 0.0)
-        fn = lambda params, key: sampling.meanflow_sample(
-            meanflow_network(network_fn(model, params)), jax.random.normal(key, batch_shape), ts, clip
+        fn = lambda params, key, labels: sampling.meanflow_sample(
+            meanflow_network(network_fn(model, params, labels)), jax.random.normal(key, batch_shape),
+            ts, clip,
         )
-    else:
+    elif is_trigflow(config):
         times = multistep_times(config)
         times = times[:1] if name == "onestep" else times
-        if is_trigflow(config):
-            trig = Parametrization("trigflow", m.sigma_data, 0.0)
-            f = lambda params: denoiser(
-                trigflow_network(network_fn(model, params), m.scm_network, m.sigma_data), trig
-            )
-            fn = lambda params, key: sampling.trigflow_sample(
-                f(params), key, batch_shape, times, m.sigma_data, m.sigma_max, clip
-            )
+        trig = Parametrization("trigflow", m.sigma_data, 0.0)
+        f = lambda params, labels: denoiser(
+            trigflow_network(network_fn(model, params, labels), m.scm_network, m.sigma_data), trig
+        )
+        fn = lambda params, key, labels: sampling.trigflow_sample(
+            f(params, labels), key, batch_shape, times, m.sigma_data, m.sigma_max, clip
+        )
+    else:
+        if config.objective.name == "lcm":
+            steps = int(base.removesuffix("step"))
+            times = sampling.lcm_sigmas(steps, config.objective.num_scales, m.sigma_min, m.sigma_max, m.rho)
         else:
-            cm = Parametrization("consistency", m.sigma_data, m.sigma_min)
-            fn = lambda params, key: sampling.multistep_sample(
-                denoiser(network_fn(model, params), cm), key, batch_shape, times, m.sigma_min, clip
-            )
+            times = multistep_times(config)
+            times = times[:1] if name == "onestep" else times
+        cm = Parametrization("consistency", m.sigma_data, m.sigma_min)
+        guided = config.network.guidance_embedding
+        fn = lambda params, key, labels: sampling.multistep_sample(
+            denoiser(network_fn(model, params, labels, guidance=w if guided else None), cm), key,
+            batch_shape, times, m.sigma_min, clip,
+        )
     return jax.jit(fn)
 
 
-def generate(sampler: Callable, params, key: jax.Array, num: int) -> np.ndarray:
-    """`num` samples from `sampler`, batch by batch; batch b uses fold_in(key, b)."""
-    batches, count, b = [], 0, 0
+def batch_labels(config: ml_collections.ConfigDict, num_classes: int, index: int, size: int) -> np.ndarray | None:
+    """The labels of sampling batch `index` of `size` samples (`sampling.sample_labels`: sample i
+    of the whole draw gets class i % num_classes, or sample.labels cycled); None if unconditional."""
+    if not num_classes:
+        return None
+    return sampling.sample_labels(index * size, size, num_classes, tuple(config.sample.labels))
+
+
+def generate(
+    sampler: Sampler, params, key: jax.Array, num: int,
+    labels_of: Callable[[int], np.ndarray | None] = lambda b: None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`num` samples from `sampler` and their labels (None if unconditional), batch by batch;
+    batch b uses fold_in(key, b) and the labels `labels_of(b)`."""
+    batches, labels, count, b = [], [], 0, 0
     while count < num:
-        batches.append(np.asarray(sampler(params, jax.random.fold_in(key, b))))
+        labels.append(labels_of(b))
+        batches.append(np.asarray(sampler(params, jax.random.fold_in(key, b), labels[-1])))
         count += len(batches[-1])
         b += 1
-    return np.concatenate(batches)[:num]
+    return np.concatenate(batches)[:num], None if labels[0] is None else np.concatenate(labels)[:num]
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -111,15 +176,19 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip(np.round((images + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
-def save_samples(workdir: str, name: str, samples: np.ndarray, reference: np.ndarray | None = None) -> str:
-    """workdir/samples/<name>.npz (array `samples`: uint8 NHWC for images, float32 vectors) and a PNG,
-    each written whole (files.write_atomic)."""
+def save_samples(
+    workdir: str, name: str, samples: np.ndarray, reference: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+) -> str:
+    """workdir/samples/<name>.npz (array `samples`: uint8 NHWC for images, float32 vectors; and
+    `labels`, int32, on a conditional run) and a PNG, each written whole (files.write_atomic)."""
     out = os.path.join(workdir, "samples")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"{name}.npz")
     is_image = samples.ndim == 4
-    saved = to_uint8(samples) if is_image else samples.astype(np.float32)
-    files.write_atomic(path, lambda f: np.savez(f, samples=saved), "samples")
+    arrays = {"samples": to_uint8(samples) if is_image else samples.astype(np.float32)}
+    arrays |= {"labels": labels.astype(np.int32)} if labels is not None else {}
+    files.write_atomic(path, lambda f: np.savez(f, **arrays), "samples")
     png = os.path.join(out, f"{name}.png")
     if is_image:
         grid = image_grid(to_uint8(samples[:64])).squeeze()
@@ -158,21 +227,49 @@ def plot_points(path, sets: dict[str, np.ndarray]) -> None:
 
 def write_samples(config, workdir: str, model: nn.Module, params, info: DataInfo, tag: str = "") -> dict:
     """Every configured sampler's samples at `params`, as workdir/samples/<name><tag>.npz; paths.
+    A conditional image run also gets workdir/samples/classes<tag>.png (`class_grid`).
 
     Every process takes part: each sampling batch is split over the devices of config.parallel's
     mesh (config.sample.batch_size must divide by the device count); process 0 writes the files.
     """
+    num_classes = num_labels(config.data, info)
+    checks.check_labels_fit(config, num_classes)
     mesh = parallel.make_mesh(config.parallel)
     parallel.check_batch_size("sample.batch_size", config.sample.batch_size, mesh)
     key = jax.random.fold_in(jax.random.key(config.seed), 2)
     reference = _reference(config, info) if parallel.is_main_process() else None
-    paths = {}
+    labels_of = lambda b: batch_labels(config, num_classes, b, config.sample.batch_size)
+    paths, drawn = {}, {}
     for name in sampler_names(config):
         sampler = parallel.sharded_sampler(make_sampler(config, model, name, info.shape), mesh)
-        samples = generate(sampler, params, key, config.sample.num_samples)
+        samples, labels = generate(sampler, params, key, config.sample.num_samples, labels_of)
         if parallel.is_main_process():
-            paths[name] = save_samples(workdir, name + tag, samples, reference)
+            paths[name] = save_samples(workdir, name + tag, samples, reference, labels)
+            drawn[name] = (samples, labels)
+    if num_classes and len(info.shape) == 3 and parallel.is_main_process():
+        png = os.path.join(workdir, "samples", f"classes{tag}.png")
+        files.write_atomic(png, lambda f: class_grid(f, drawn, num_classes), "a class grid")
     return paths
+
+
+def class_grid(path, drawn: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: int) -> None:
+    """One row per class, one column per sampler (each guidance scale, each step count): the
+    first sample of each class of every sampler (the same x_T along a row where labels are
+    balanced); a class a sampler never drew stays blank."""
+    fig = Figure(figsize=(1.0 * len(drawn) + 0.6, 1.0 * num_classes + 0.4))
+    axes = fig.subplots(num_classes, len(drawn), squeeze=False)
+    for col, (name, (samples, labels)) in enumerate(drawn.items()):
+        axes[0, col].set_title(name, fontsize=6)
+        for c in range(num_classes):
+            ax = axes[c, col]
+            ax.axis("off")
+            hits = np.flatnonzero(labels == c)
+            if hits.size:
+                ax.imshow(to_uint8(samples[hits[0]]).squeeze(), cmap="gray")
+    for c in range(num_classes):
+        axes[c, 0].text(-0.15, 0.5, str(c), transform=axes[c, 0].transAxes, ha="right", va="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
 
 
 def _reference(config: ml_collections.ConfigDict, info: DataInfo) -> np.ndarray | None:

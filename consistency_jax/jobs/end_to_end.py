@@ -28,18 +28,37 @@ from consistency_jax.training.objectives import needs_teacher
 def stage_configs(
     preset: dict[str, Callable[[], ml_collections.ConfigDict]], workdir: str, stages: tuple[str, ...]
 ) -> dict[str, ml_collections.ConfigDict]:
-    """Each stage's config from `preset` (stage -> get_config, e.g. configs/presets.py), CD and the
-    stages started from the teacher (ECT) pointed at this pipeline's teacher in workdir/edm."""
+    """Each stage's config from `preset` (stage -> get_config, e.g. configs/presets.py), CD, LCM
+    and the stages started from the teacher (ECT) pointed at this pipeline's teacher stage
+    (`teacher_stage`) in workdir/<teacher>."""
     unknown = set(stages) - set(preset)
-    if unknown or "edm" not in stages:
-        raise ValueError(f"Stages must include 'edm' and come from {list(preset)}, got {stages}.")
-    configs = {}
-    for stage in stages:
-        config = preset[stage]()
-        if stage != "edm" and uses_teacher(config):
-            config.objective.teacher_workdir = os.path.join(workdir, "edm")
-        configs[stage] = config
+    if unknown:
+        raise ValueError(f"Stages must come from {list(preset)}, got {stages}.")
+    configs = {stage: preset[stage]() for stage in stages}
+    if not teacher_stages(configs):
+        raise ValueError(f"Stages must include a teacher (an EDM stage such as 'edm'), got {stages}.")
+    for stage, config in configs.items():
+        if config.objective.name != "edm" and uses_teacher(config):
+            config.objective.teacher_workdir = os.path.join(workdir, teacher_stage(configs, stage))
     return configs
+
+
+def teacher_stages(configs: dict[str, ml_collections.ConfigDict]) -> list[str]:
+    """The EDM stages, in order: they train first."""
+    return [s for s, c in configs.items() if c.objective.name == "edm"]
+
+
+def teacher_stage(configs: dict[str, ml_collections.ConfigDict], stage: str) -> str:
+    """The teacher of `stage`: the first EDM stage with its data.conditional (the teacher must
+    share it, `load_teacher`), e.g. edm_cond for lcm; the stage itself for a teacher."""
+    if configs[stage].objective.name == "edm":
+        return stage
+    conditional = configs[stage].data.conditional
+    match = [s for s in teacher_stages(configs) if configs[s].data.conditional == conditional]
+    if not match:
+        kind = "a conditional" if conditional else "an unconditional"
+        raise ValueError(f"Stage {stage!r} needs {kind} teacher stage (e.g. 'edm_cond' or 'edm') in the stages.")
+    return match[0]
 
 
 def uses_teacher(config: ml_collections.ConfigDict) -> bool:
@@ -61,9 +80,10 @@ def reference_points(config: ml_collections.ConfigDict, num: int) -> np.ndarray:
 
 def vector_results(configs: dict, workdir: str) -> list[dict]:
     """Sliced W2 of each sampler's samples to the data and to the teacher's ODE samples."""
-    teacher_cfg = configs["edm"]
+    first = teacher_stages(configs)[0]
+    teacher_cfg = configs[first]
     teacher_name = samples.sampler_names(teacher_cfg)[0]
-    teacher = load_samples(workdir, "edm", teacher_name)
+    teacher = load_samples(workdir, first, teacher_name)
     data = reference_points(teacher_cfg, len(teacher))
     floor = sliced_wasserstein(reference_points(teacher_cfg, 2 * len(teacher))[len(teacher):], data)
     rows = [{"stage": "data", "sampler": "second data sample", "nfe": 0, "sw_data": floor}]
@@ -72,7 +92,7 @@ def vector_results(configs: dict, workdir: str) -> list[dict]:
             x = load_samples(workdir, stage, sampler)
             row = {"stage": stage, "sampler": sampler, "nfe": samples.nfe(config, sampler),
                    "sw_data": sliced_wasserstein(x, data)}
-            if stage != "edm":
+            if stage != first:
                 row["sw_teacher"] = sliced_wasserstein(x, teacher)
                 # same seed, same x_T: the distance to the teacher's ODE solution from that x_T
                 row["rmse_teacher_paired"] = float(np.sqrt(np.mean(np.sum((x - teacher) ** 2, axis=1))))
@@ -81,16 +101,23 @@ def vector_results(configs: dict, workdir: str) -> list[dict]:
 
 
 def image_results(configs: dict, evaluations: dict[str, dict]) -> list[dict]:
-    """Each stage's --mode=eval figures (the digits classifier's Frechet distance, KID, IS) and the
-    ratio of its Frechet distance to the teacher's 35-evaluation ODE samples'."""
+    """Each stage's --mode=eval figures (the digits classifier's Frechet distance, KID, IS, and
+    the class accuracy of conditional stages) and the ratio of its Frechet distance to its
+    teacher's 35-evaluation ODE samples' (at the same guidance scale w where the teacher has it)."""
     rows = []
     for stage, config in configs.items():
         for sampler, figs in evaluations[stage]["samplers"].items():
-            rows.append({"stage": stage, "sampler": sampler, "nfe": samples.nfe(config, sampler),
-                         "frechet": figs["fid"], "kid": figs["kid"], "is": figs["is"]})
-    teacher = next(r["frechet"] for r in rows if r["stage"] == "edm")
+            row = {"stage": stage, "sampler": sampler, "nfe": samples.nfe(config, sampler),
+                   "frechet": figs["fid"], "kid": figs["kid"], "is": figs["is"]}
+            if figs.get("class_accuracy") is not None:
+                row["class_accuracy"] = figs["class_accuracy"]
+            rows.append(row)
     for row in rows:
-        row["frechet_vs_teacher"] = row["frechet"] / teacher
+        teacher = teacher_stage(configs, row["stage"])
+        w = samples.sampler_spec(configs[row["stage"]], row["sampler"])[1]
+        candidates = [r for r in rows if r["stage"] == teacher]
+        same_w = [r for r in candidates if samples.sampler_spec(configs[teacher], r["sampler"])[1] == w]
+        row["frechet_vs_teacher"] = row["frechet"] / (same_w or candidates)[0]["frechet"]
     return rows
 
 
@@ -105,7 +132,7 @@ def results_table(rows: list[dict]) -> str:
 
 def plot_all(configs: dict, workdir: str, path: str) -> None:
     """All samplers' samples (and the data) in one figure: scatter plots or image grids."""
-    sets = {"data": reference_points(configs["edm"], 2000)}
+    sets = {"data": reference_points(configs[teacher_stages(configs)[0]], 2000)}
     for stage, config in configs.items():
         for sampler in samples.sampler_names(config):
             sets[f"{stage} {sampler}"] = load_samples(workdir, stage, sampler)[:2000]
@@ -156,19 +183,20 @@ def run_stages(
     configs: dict[str, ml_collections.ConfigDict], workdir: str, concurrent: bool, cache_dir: str,
     evaluate_stages: bool = False,
 ) -> dict[str, dict]:
-    """The teacher, then the stages that use it; with `concurrent`, the stages that learn from
+    """The teachers (EDM stages), then the stages that use them; with `concurrent`, the stages that learn from
     data alone (CT, iCT) train meanwhile in a second process (two small-network runs use a CPU's
     cores better than one), which then trains the stages started from the teacher (ECT) while
     the first distils it (CD). With `evaluate_stages`, each stage is also evaluated
     (`evaluate.evaluate`; stage -> its results is returned), the second process scoring its own
     stages and then the teacher (the 35-evaluation ODE, the longest evaluation) while the first
     trains CD."""
-    later = [s for s in configs if s != "edm"]
+    teachers = teacher_stages(configs)
+    later = [s for s in configs if s not in teachers]
     # the second process takes every stage that does not distil the teacher
     second = [s for s in later if not needs_teacher(configs[s].objective.name)] if concurrent else []
     background = [s for s in second if not uses_teacher(configs[s])]  # from the start
-    after_teacher = [s for s in second if s not in background]  # once the teacher is trained
-    in_order = ["edm", *[s for s in later if s not in second]]
+    after_teacher = [s for s in second if s not in background]  # once the teachers are trained
+    in_order = [*teachers, *[s for s in later if s not in second]]
     path = lambda stage: os.path.join(workdir, stage)
     pool = None
     if second:
@@ -184,9 +212,10 @@ def run_stages(
         for stage in in_order:
             logging.info("=== stage %s ===", stage)
             train.train(configs[stage], path(stage))
-            if stage == "edm" and pool:
-                for s in after_teacher:
-                    futures[s] = pool.submit(_run_stage, configs[s], path(s), s, True, evaluate_stages)
+            if stage in teachers and pool:
+                if stage == teachers[-1]:
+                    for s in after_teacher:
+                        futures[s] = pool.submit(_run_stage, configs[s], path(s), s, True, evaluate_stages)
                 if evaluate_stages:
                     futures[stage] = pool.submit(_run_stage, configs[stage], path(stage), stage, False, True)
             elif evaluate_stages:
@@ -207,7 +236,7 @@ def run_pipeline(
     configs = stage_configs(preset, workdir, stages)
     for config in configs.values():
         data_info(config.data)  # every data set is there before any training starts
-    is_vector = len(data_info(configs["edm"].data).shape) == 1
+    is_vector = len(data_info(configs[teacher_stages(configs)[0]].data).shape) == 1
     evaluations = run_stages(configs, workdir, concurrent, cache_dir, evaluate_stages=not is_vector)
     rows = vector_results(configs, workdir) if is_vector else image_results(configs, evaluations)
     with open(os.path.join(workdir, "results.json"), "w") as f:

@@ -60,6 +60,15 @@ def load_teacher(config: ml_collections.ConfigDict, info: DataInfo, mesh: Mesh |
                 f"The teacher in {workdir!r} was trained with {key}={tconfig[section][name]!r}, "
                 f"this run has {config[section][name]!r}: set them equal."
             )
+    o = config.objective
+    if o.name == "lcm" and (o.guidance_min, o.guidance_max) != (1, 1) and not tconfig.objective.label_dropout > 0:
+        raise ConfigError(
+            f"The teacher in {workdir!r} was trained without label dropout (objective.label_dropout="
+            f"{tconfig.objective.label_dropout}), so its unconditional denoiser, which guidance at "
+            f"w in [{o.guidance_min}, {o.guidance_max}] uses, is untrained. Train the teacher with "
+            "--config.objective.label_dropout=0.1 (configs/digits_edm_cond.py), or distil it "
+            "unguided with objective.guidance_min = guidance_max = 1."
+        )
     model = build_network(tconfig.network, num_labels(tconfig.data, info))
     mesh = mesh or parallel.make_mesh(config.parallel)
     manager = checkpoint.make_manager(workdir)

@@ -100,6 +100,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
     info = data_info(config.data)
     checks.check_network_fits_data(config, info.shape)
     checks.check_steps_per_dispatch_on(config, jax.default_backend())
+    checks.check_labels_fit(config, num_labels(config.data, info))
     distils = needs_teacher(config.objective.name)
     teacher = load_teacher(config, info, mesh) if distils or starts_from_teacher(config) else None
     dim = int(np.prod(info.shape))
@@ -176,6 +177,9 @@ def step_keys(train_key: jax.Array, step: int, k: int) -> jax.Array:
     return jax.vmap(jax.random.fold_in, (None, 0))(train_key, jnp.arange(step, step + k))
 
 
+STUDENT_OWN = ("logvar", "map_guidance")  # parameters a student has and its teacher lacks
+
+
 def initial_state(
     config, model, objective, optimizer, info: DataInfo, key, teacher: Teacher | None, shardings=None
 ) -> TrainState:
@@ -184,17 +188,18 @@ def initial_state(
     init = lambda k: init_params(model, k, example_input(info), num_labels(config.data, info))
     if teacher is not None and config.objective.init_from_teacher:
         shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)
-        # a loss-weighting head of the student (network.logvar_head) starts fresh
-        fresh = {k: v for k, v in jax.eval_shape(init, key).items() if k != "logvar"}
-        if shapes(fresh) != shapes(dict(teacher.params)):
+        # the student's own parts start fresh: a loss-weighting head (network.logvar_head), a
+        # w-embedding (network.guidance_embedding, zero at the start)
+        own = [k for k in STUDENT_OWN if k in jax.eval_shape(init, key)]
+        shared = {k: v for k, v in jax.eval_shape(init, key).items() if k not in own}
+        if shapes(shared) != shapes(dict(teacher.params)):
             raise ConfigError(
                 "objective.init_from_teacher=True needs the student's network to have the "
                 "teacher's parameter shapes; make config.network match the teacher's or set "
                 "objective.init_from_teacher=False."
             )
         create = lambda params, k: create_train_state(
-            {**params, **({"logvar": init(k)["logvar"]} if config.network.logvar_head else {})},
-            optimizer, objective,
+            {**params, **{name: init(k)[name] for name in own}}, optimizer, objective,
         )
         # Copies: the train step donates the state, and the teacher's parameters must survive.
         return jax.jit(create, out_shardings=shardings)(jax.tree.map(jnp.copy, teacher.params), key)

@@ -42,6 +42,7 @@ def _mlp(cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
         num_classes=num_classes,
         dtype=compute_dtype(cfg),
         logvar_head=cfg.logvar_head,
+        guidance_embedding=cfg.guidance_embedding,
     )
 
 
@@ -59,6 +60,7 @@ def _song_unet(cfg: ml_collections.ConfigDict, num_classes: int, **arch) -> nn.M
         dtype=compute_dtype(cfg),
         remat=cfg.remat,
         logvar_head=cfg.logvar_head,
+        guidance_embedding=cfg.guidance_embedding,
         **arch,
     )
 
@@ -86,6 +88,7 @@ def _adm(cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
         model_channels=u.model_channels, channel_mult=tuple(u.channel_mult), channel_mult_emb=u.channel_mult_emb,
         num_blocks=u.num_blocks, attn_resolutions=tuple(u.attn_resolutions), dropout=cfg.dropout,
         num_classes=num_classes, dtype=compute_dtype(cfg), remat=cfg.remat, logvar_head=cfg.logvar_head,
+        guidance_embedding=cfg.guidance_embedding,
     )
 
 
@@ -108,9 +111,10 @@ def build_network(cfg: ml_collections.ConfigDict, num_classes: int = 0) -> nn.Mo
 
 def apply_network(
     model: nn.Module, params: Any, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None,
-    *, train: bool, rngs: dict,
+    *, train: bool, rngs: dict, guidance: jax.Array | None = None,
 ) -> jax.Array:
-    """F(x, c_noise, labels) in the model's compute dtype from float32 parameters; float32 out.
+    """F(x, c_noise, labels[, guidance]) in the model's compute dtype from float32 parameters;
+    float32 out. The guidance scale w is passed only when given (a network with a w-embedding).
 
     Mixed precision: parameters and x are cast on the way in (their gradients come back float32),
     c_noise stays float32 for the noise embedding, and the output is cast back before the
@@ -120,18 +124,23 @@ def apply_network(
     if dtype != jnp.float32:
         params = jax.tree.map(lambda p: p.astype(dtype), params)
         x = x.astype(dtype)
-    out = model.apply({"params": params}, x, c_noise, labels, train=train, rngs=rngs)
+    extra = {"guidance": guidance} if guidance is not None else {}
+    out = model.apply({"params": params}, x, c_noise, labels, train=train, rngs=rngs, **extra)
     return out.astype(jnp.float32)
 
 
 def network_fn(
     model: nn.Module, params: Any, labels: jax.Array | None = None, *, train: bool = False,
-    dropout_key: jax.Array | None = None,
+    dropout_key: jax.Array | None = None, guidance: jax.Array | None = None,
 ) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """F(x, c_noise) of `model` at `params` for these labels (the callable the parametrizations in
-    `consistency_jax.core.parametrization` wrap); dropout from `dropout_key` when train=True."""
+    """F(x, c_noise) of `model` at `params` for these labels (None: the null label of a
+    conditional network) and guidance scale w (a network with a w-embedding only): the callable
+    the parametrizations in `consistency_jax.core.parametrization` wrap; dropout from
+    `dropout_key` when train=True."""
     rngs = {"dropout": dropout_key} if dropout_key is not None else {}
-    return lambda x, c_noise: apply_network(model, params, x, c_noise, labels, train=train, rngs=rngs)
+    return lambda x, c_noise: apply_network(
+        model, params, x, c_noise, labels, train=train, rngs=rngs, guidance=guidance
+    )
 
 
 def logvar_fn(model: nn.Module, params: Any) -> Callable[[jax.Array], jax.Array]:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from consistency_jax.networks.layers import LogvarHead, PositionalEmbedding, embed_times, first_time
+from consistency_jax.networks.layers import LogvarHead, PositionalEmbedding, add_guidance, embed_times, first_time
 from consistency_jax.networks.unet import (
     Conv2d,
     downsample,
@@ -87,13 +87,15 @@ class DhariwalUNet(nn.Module):
     dtype: jnp.dtype = jnp.float32  # arithmetic dtype; the caller casts parameters and x to it
     remat: bool = False  # recompute each block's activations in the backward pass
     logvar_head: bool = False  # parameters of a LogvarHead named 'logvar' (see `networks.logvar_fn`)
+    guidance_embedding: bool = False  # takes the guidance scale w (layers.GuidanceEmbedding)
 
     def _block(self, x: jax.Array, emb: jax.Array, train: bool, name: str, features: int, **kw) -> jax.Array:
         cls = nn.remat(ADMBlock, static_argnums=(3,)) if self.remat else ADMBlock
         return cls(features, dropout=self.dropout, name=name, **kw)(x, emb, train)
 
-    def _embed(self, c_noise: jax.Array, labels: jax.Array | None) -> jax.Array:
-        """Mapping network: positional embedding, two layers, + the class embedding (DhariwalUNet)."""
+    def _embed(self, c_noise: jax.Array, labels: jax.Array | None, guidance: jax.Array | None) -> jax.Array:
+        """Mapping network: positional embedding, two layers, + the class embedding (DhariwalUNet)
+        and the w-embedding where built with one."""
         emb_channels = self.model_channels * self.channel_mult_emb
         emb = embed_times(PositionalEmbedding(self.model_channels, endpoint=False, name="map_noise"), c_noise)
         emb = nn.silu(_dense(emb_channels, self.model_channels, "map_layer0")(emb))
@@ -107,18 +109,20 @@ class DhariwalUNet(nn.Module):
                 name="map_label",
             )
             emb = emb + map_label(one_hot)
+        emb = add_guidance(emb, guidance, self.guidance_embedding)
         return nn.silu(emb).astype(self.dtype)  # the embeddings run in float32 (c_noise needs it)
 
     @nn.compact
     def __call__(
-        self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None, *, train: bool = False
+        self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None, *, train: bool = False,
+        guidance: jax.Array | None = None,
     ) -> jax.Array:
         factor = 2 ** (len(self.channel_mult) - 1)
         if x.shape[1] % factor or x.shape[2] % factor:
             raise ValueError(f"Image size {x.shape[1:3]} must be divisible by {factor}.")
         if self.logvar_head:
             LogvarHead(name="logvar")(first_time(c_noise))  # created here, applied by networks.logvar_fn
-        emb = self._embed(c_noise, labels)
+        emb = self._embed(c_noise, labels, guidance)
         size, out_channels, skips = x.shape[1], x.shape[-1], []
         for level, mult in enumerate(self.channel_mult):  # encoder
             res, width = size >> level, self.model_channels * mult

@@ -37,6 +37,33 @@ class FourierEmbedding(nn.Module):
         return jnp.concatenate([jnp.cos(angles), jnp.sin(angles)], axis=-1)
 
 
+class GuidanceEmbedding(nn.Module):
+    """The guidance scale w as an input (LCM's w-embedding, `timestep_cond`): a sinusoidal
+    embedding of w through a bias-free linear layer, added to the noise embedding (diffusers
+    `TimestepEmbedding.cond_proj`). The layer starts at zero, so a student started from its
+    teacher computes the teacher's function at every w."""
+
+    num_channels: int
+
+    @nn.compact
+    def __call__(self, w: jax.Array) -> jax.Array:
+        emb = PositionalEmbedding(self.num_channels)(jnp.asarray(w, jnp.float32))
+        return nn.Dense(self.num_channels, use_bias=False, kernel_init=nn.initializers.zeros)(emb)
+
+
+def add_guidance(emb: jax.Array, guidance: jax.Array | None, enabled: bool) -> jax.Array:
+    """emb + the w-embedding (a `GuidanceEmbedding` named 'map_guidance') of a network built with
+    one; a network built without one refuses a w."""
+    if not enabled:
+        if guidance is not None:
+            raise ValueError("This network takes no guidance scale: build it with guidance_embedding=True.")
+        return emb
+    if guidance is None:
+        raise ValueError("This network was built with a guidance embedding: pass the guidance scale w.")
+    w = jnp.broadcast_to(jnp.asarray(guidance, jnp.float32), emb.shape[:1])
+    return emb + GuidanceEmbedding(emb.shape[-1], name="map_guidance")(w)
+
+
 def noise_embedding(kind: str, num_channels: int, fourier_scale: float) -> nn.Module:
     """The embedding named by a config: 'positional' or 'fourier'."""
     if kind == "positional":

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from consistency_jax.networks.layers import LogvarHead, embed_times, first_time, noise_embedding
+from consistency_jax.networks.layers import LogvarHead, add_guidance, embed_times, first_time, noise_embedding
 
 _SKIP_SCALE = float(np.sqrt(0.5))  # EDM SongUNet block_kwargs skip_scale
 
@@ -175,7 +175,8 @@ class SongUNet(nn.Module):
     """EDM `SongUNet`: F(x, c_noise, labels) for NHWC images x [B, H, W, C] -> [B, H, W, C].
 
     Same interface as `MLP`: x already scaled by c_in, c_noise [B] (or [B, K], embeddings summed),
-    labels int [B] indexing `num_classes + 1` rows (the last the null label, used when labels is None); dropout draws
+    labels int [B] indexing `num_classes + 1` rows (the last the null label, used when labels is None),
+    guidance w where `guidance_embedding` (LCM's w-embedding); dropout draws
     from the 'dropout' rng when train=True. Resolution and channels come from x.
     """
 
@@ -195,6 +196,7 @@ class SongUNet(nn.Module):
     dtype: jnp.dtype = jnp.float32  # arithmetic dtype; the caller casts parameters and x to it
     remat: bool = False  # recompute each block's activations in the backward pass
     logvar_head: bool = False  # parameters of a LogvarHead named 'logvar' (see `networks.logvar_fn`)
+    guidance_embedding: bool = False  # takes the guidance scale w (layers.GuidanceEmbedding)
 
     def _block(
         self, x: jax.Array, emb: jax.Array, train: bool, name: str, features: int, **kw
@@ -206,8 +208,8 @@ class SongUNet(nn.Module):
         )
         return block(x, emb, train)
 
-    def _embed(self, c_noise: jax.Array, labels: jax.Array | None) -> jax.Array:
-        """Mapping network: noise embedding (+ class embedding), two SiLU layers (EDM SongUNet)."""
+    def _embed(self, c_noise: jax.Array, labels: jax.Array | None, guidance: jax.Array | None) -> jax.Array:
+        """Mapping network: noise embedding (+ class, + w embedding), two SiLU layers (EDM SongUNet)."""
         noise_channels = self.model_channels * self.channel_mult_noise
         emb_channels = self.model_channels * self.channel_mult_emb
         map_noise = noise_embedding(self.embedding_type, noise_channels, self.fourier_scale)
@@ -221,6 +223,7 @@ class SongUNet(nn.Module):
                 self.num_classes + 1, noise_channels, embedding_init=label_init, name="map_label"
             )
             emb = emb + map_label(labels)
+        emb = add_guidance(emb, guidance, self.guidance_embedding)
         emb = nn.silu(nn.Dense(emb_channels, kernel_init=edm_init(), name="map_layer0")(emb))
         emb = nn.silu(nn.Dense(emb_channels, kernel_init=edm_init(), name="map_layer1")(emb))
         return emb.astype(self.dtype)  # the embeddings run in float32 (c_noise needs it)
@@ -280,6 +283,7 @@ class SongUNet(nn.Module):
         x: jax.Array,
         c_noise: jax.Array,
         labels: jax.Array | None = None,
+        guidance: jax.Array | None = None,
         *,
         train: bool = False,
     ) -> jax.Array:
@@ -293,6 +297,6 @@ class SongUNet(nn.Module):
             raise ValueError(f"Image size {x.shape[1:3]} must be divisible by {factor}.")
         if self.logvar_head:
             LogvarHead(name="logvar")(first_time(c_noise))  # created here, applied by networks.logvar_fn
-        emb = self._embed(c_noise, labels)
+        emb = self._embed(c_noise, labels, guidance)
         h, skips = self._encode(x, emb, train)
         return self._decode(h, skips, emb, train, x.shape[1], x.shape[-1])

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from consistency_jax.core import losses, ode, schedules
+from consistency_jax.core import guidance, losses, ode, schedules
 from consistency_jax.core.parametrization import (
     Parametrization,
     denoiser,
@@ -86,16 +86,21 @@ def _grid(m: ml_collections.ConfigDict) -> losses.Grid:
 
 
 def edm_objective(config: ml_collections.ConfigDict, model: nn.Module, **_) -> Objective:
-    """The teacher: EDM denoising score matching, ln sigma ~ N(p_mean, p_std^2) (EDM Sec. 5)."""
+    """The teacher: EDM denoising score matching, ln sigma ~ N(p_mean, p_std^2) (EDM Sec. 5);
+    with objective.label_dropout > 0 each label is the null label (index num_classes) with that
+    probability, training the unconditional denoiser of classifier-free guidance too."""
     o, m = config.objective, config.model
     edm = Parametrization("edm", m.sigma_data, 0.0)
+    drops = config.data.conditional and o.label_dropout > 0
 
     def loss(params, target_params, frozen, batch, key, step):
-        x = batch["x"]
+        x, labels = batch["x"], _labels(config, batch)
         k_sigma, k_noise, k_drop = jax.random.split(key, 3)
+        if drops:  # its own key: runs without label dropout draw as before
+            labels = guidance.drop_labels(jax.random.fold_in(key, 3), labels, o.label_dropout, model.num_classes)
         sigma = schedules.lognormal_sigma(k_sigma, x.shape[:1], o.p_mean, o.p_std)
         n = jax.random.normal(k_noise, x.shape)
-        net = network_fn(model, params, _labels(config, batch), train=True, dropout_key=k_drop)
+        net = network_fn(model, params, labels, train=True, dropout_key=k_drop)
         value = losses.edm_loss(denoiser(net, edm), x, sigma, n, m.sigma_data)
         return value, {"loss": value}
 
@@ -113,8 +118,9 @@ def _student(config: ml_collections.ConfigDict, model: nn.Module, dim: int):
         )
     cm = Parametrization("consistency", m.sigma_data, m.sigma_min)
 
-    def f(params, labels, dropout_key):
-        return denoiser(network_fn(model, params, labels, train=True, dropout_key=dropout_key), cm)
+    def f(params, labels, dropout_key, w=None):
+        net = network_fn(model, params, labels, train=True, dropout_key=dropout_key, guidance=w)
+        return denoiser(net, cm)
 
     return distance, losses.WEIGHTINGS[o.weighting], f
 
@@ -142,6 +148,58 @@ def cd_objective(
         target = target_params if target_params is not None else params
         value = losses.cd_loss(
             f(params, labels, k_drop), f(target, labels, k_drop), solve, x,
+            jax.random.normal(k_noise, x.shape), t_hi, t_lo, weighting(t_hi, t_lo),
+            lambda a, b: distance.fn(frozen["distance"], a, b),
+        )
+        return value, {"loss": value, "target_ema": mu, "num_scales": n_scales}
+
+    return Objective(
+        loss=loss, target_ema=(lambda step: mu) if o.target_ema > 0 else None, needs_teacher=True,
+        frozen={"distance": distance.variables},
+    )
+
+
+def teacher_denoiser(
+    teacher_model: nn.Module, params: Any, labels: jax.Array, w: float | jax.Array, sigma_data: float
+) -> ode.Denoiser:
+    """The EDM teacher's denoiser guided at w (`guidance.guided_denoiser`: the conditional one
+    at w = 1, its null label the unconditional one), as the loss and the sampler use it."""
+    edm = Parametrization("edm", sigma_data, 0.0)
+    cond = denoiser(network_fn(teacher_model, params, labels), edm)
+    uncond = denoiser(network_fn(teacher_model, params, None), edm)
+    return guidance.guided_denoiser(cond, uncond, w)
+
+
+def lcm_objective(
+    config: ml_collections.ConfigDict, model: nn.Module, teacher_model: nn.Module, dim: int, **_
+) -> Objective:
+    """Guided consistency distillation (LCM Alg. 1): w ~ U[guidance_min, guidance_max] per
+    example, the teacher's guided ODE step from grid point n + k to n (k = objective.skip), the
+    student f(x, t, w) against its target network's f(x_hat_{t_n}, t_n, w). With
+    guidance_min = guidance_max = 1 and no w-embedding it is CD of the conditional teacher."""
+    o, m = config.objective, config.model
+    distance, weighting, f = _student(config, model, dim)
+    step_fn = ode.solver_step(o.solver)
+    grid = _grid(m)
+    mu = jnp.asarray(o.target_ema, jnp.float32)  # 0: target = sg(online)
+    fixed_w = o.guidance_min == o.guidance_max
+    takes_w = config.network.guidance_embedding
+
+    def loss(params, target_params, frozen, batch, key, step):
+        x, labels = batch["x"], batch["label"]
+        k_idx, k_noise, k_drop = jax.random.split(key, 3)
+        n_scales = jnp.asarray(o.num_scales, jnp.int32)
+        t_hi, t_lo, i = losses.skip_grid_pair(k_idx, n_scales, o.skip, grid, x.shape[0])
+        w_each = guidance.uniform_guidance(jax.random.fold_in(key, 3), x.shape[0], o.guidance_min, o.guidance_max)
+        w = float(o.guidance_min) if fixed_w else w_each
+        teacher = teacher_denoiser(teacher_model, frozen["teacher"], labels, w, m.sigma_data)
+        solve = lambda x_hi: losses.teacher_ode_step(
+            step_fn, teacher, x_hi, i, n_scales, grid, o.teacher_substeps, o.skip
+        )
+        target = target_params if target_params is not None else params
+        w_in = w_each if takes_w else None
+        value = losses.cd_loss(
+            f(params, labels, k_drop, w_in), f(target, labels, k_drop, w_in), solve, x,
             jax.random.normal(k_noise, x.shape), t_hi, t_lo, weighting(t_hi, t_lo),
             lambda a, b: distance.fn(frozen["distance"], a, b),
         )
@@ -269,6 +327,7 @@ def meanflow_objective(config: ml_collections.ConfigDict, model: nn.Module, **_)
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "edm": edm_objective,
     "cd": cd_objective,
+    "lcm": lcm_objective,
     "ct": ct_objective,
     "ict": ct_objective,
     "ect": ect_objective,
@@ -280,7 +339,7 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
 
 def needs_teacher(name: str) -> bool:
     """Whether objective `name` distils a teacher's ODE (CD's lower point, sCD's dx_t/dt)."""
-    return name in ("cd", "scd")
+    return name in ("cd", "lcm", "scd")
 
 
 def make_distance(o: ml_collections.ConfigDict, dim: int) -> Distance:

@@ -67,7 +67,8 @@ def init_params(model: nn.Module, key: jax.Array, example_x: jax.Array, num_clas
     """Network parameters for inputs shaped like `example_x` ([B, ...])."""
     labels = jnp.zeros(example_x.shape[:1], jnp.int32) if num_classes else None
     c_noise = jnp.zeros(example_x.shape[:1])
-    return model.init({"params": key}, example_x, c_noise, labels, train=False)["params"]
+    guided = {"guidance": jnp.ones(example_x.shape[:1])} if getattr(model, "guidance_embedding", False) else {}
+    return model.init({"params": key}, example_x, c_noise, labels, train=False, **guided)["params"]
 
 
 def create_train_state(
