@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from consistency_jax.core import ode
+from consistency_jax.core import editing, ode
 from consistency_jax.core.schedules import karras_sigma, karras_sigmas
 
 ConsistencyFn = Callable[[jax.Array, jax.Array], jax.Array]  # f(x, t) -> x0_hat
@@ -60,14 +60,7 @@ def multistep_sample(
     `sigmas` is a decreasing list starting at sigma_max; one entry is one-step sampling. The
     first noise is drawn from `key` itself, as `teacher_sample` does, so both start from one x_T.
     """
-    x = sigmas[0] * jax.random.normal(key, shape)
-    x0 = f(x, jnp.float32(sigmas[0]))
-    for i, tau in enumerate(sigmas[1:], start=1):
-        x0 = jnp.clip(x0, -1, 1) if clip else x0
-        noise = jax.random.normal(jax.random.fold_in(key, i), shape)
-        x = x0 + jnp.sqrt(tau**2 - sigma_min**2) * noise
-        x0 = f(x, jnp.float32(tau))
-    return jnp.clip(x0, -1, 1) if clip else x0
+    return editing.edit(f, key, jnp.zeros(shape), None, sigmas, sigma_min, clip)  # Alg. 4 keeping nothing
 
 
 def check_trigflow_steps(ts: Sequence[float], t_max: float) -> None:
