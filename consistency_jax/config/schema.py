@@ -80,8 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
     o.solver = "heun"  # CD: teacher ODE step (euler | heun)
     o.teacher_substeps = 1  # CD: teacher solver steps per grid interval (on a K-times finer grid)
     o.target_ema = 0.0  # CD: mu, target network EMA rate (0: target = sg(online))
-    o.teacher_workdir = ""  # CD, sCD: the trained teacher's workdir (required); others: start from it
-    o.init_from_teacher = True  # start the student (and its EMA) from the teacher in teacher_workdir
+    # the trained EDM teacher's workdir: required by CD, sCD and init_from_teacher, no default (the
+    # command names it: --config.objective.teacher_workdir=runs/edm)
+    o.teacher_workdir = ""
+    o.init_from_teacher = False  # start the student (and its EMA) from the teacher in teacher_workdir
     o.s0 = 2  # CT/iCT curriculum: initial number of steps (s0)
     o.s1 = 150  # CT/iCT curriculum: final number of steps (s1)
     o.mu0 = 0.9  # CT: initial target EMA rate

@@ -9,7 +9,9 @@ Files, under the run's workdir:
     eval/reference_stats_<net>.npz   `mu`, `sigma` and `features` of the run's training split,
                                      computed on the first eval (without eval.reference_stats)
     eval/results.json                the figures of the latest eval
-    metrics.jsonl                    + {"step", "eval/<sampler>/<figure>": value, ...} per eval
+    eval/results.jsonl               {"step", "feature_net", "<sampler>/<figure>": value, ...}: one
+                                     line per evaluated step, replaced when that step is evaluated
+                                     again (also the TensorBoard scalars eval/<sampler>/<figure>)
     eval/step_<step>/...             the same shards and results.json for a checkpoint named by
                                      step (launch.py --eval_steps), so evaluating an older
                                      checkpoint never overwrites the latest one's files
@@ -17,12 +19,13 @@ Files, under the run's workdir:
 Each sampling batch is split over every device of config.parallel's mesh, in every process;
 process 0 writes the files.
 
-Feature networks (eval.feature_net):
-    inception  the FID Inception-v3: FID on pool3, IS on its 1008 logits (10 splits), KID on pool3.
+Feature networks (eval.feature_net) and the names of their figures (FIGURE_NAMES):
+    inception  the FID Inception-v3: `fid` on pool3, `is` on its 1008 logits (10 splits), `kid` on pool3.
     digits     the digits classifier (`load_digits_features`): the same three figures on its 64
-               features and 10 logits, i.e. the Frechet Digits Distance, an IS-like class score
-               (at most 10) and KID. They compare digits runs with each other, never with Inception
-               figures; results.json names the network.
+               features and 10 logits, named for it: `fd_digits` (Frechet distance), `is_digits`
+               (an IS-like class score, at most 10) and `kd_digits` (kernel distance). They compare
+               digits runs with each other, never with Inception figures. Results written before
+               the figures were named for their network call the digits figures fid, is and kid.
 """
 
 import dataclasses
@@ -61,6 +64,9 @@ FEATURE_NETS: dict[str, Callable[[], FeaturesFn]] = {
     "digits": load_digits_features,
 }
 NET_CHANNELS = {"inception": 3, "digits": 1}  # the image channels each network takes
+# each network's names for its Frechet distance, Inception-type score and kernel distance
+FIGURE_NAMES = {"inception": ("fid", "is", "kid"), "digits": ("fd_digits", "is_digits", "kd_digits")}
+EVALS_FILE = os.path.join("eval", "results.jsonl")
 DIGITS_SIDES = (8, 16)  # 1-channel images of these sizes are evaluated as digits under 'auto'
 EVAL_KEY_FOLD = 3  # the eval key is fold_in(key(seed), 3): 0 init, 1 train, 2 samples
 PROGRESS_EVERY_S = 10.0
@@ -358,11 +364,17 @@ def sample_shards(
 # --- figures ------------------------------------------------------------------------------------
 
 
+def frechet_key(net: str) -> str:
+    """The name of feature network `net`'s Frechet distance (fid for Inception)."""
+    return FIGURE_NAMES[net][0]
+
+
 def figures(
-    samples: np.ndarray, features_fn: FeaturesFn, reference: Reference, batch_size: int
+    samples: np.ndarray, features_fn: FeaturesFn, reference: Reference, batch_size: int, net: str
 ) -> dict[str, float | None]:
-    """FID, IS (10 splits) and KID of uint8 `samples` against `reference`; KID None without
-    reference features."""
+    """The Frechet distance, IS (10 splits) and kernel distance of uint8 `samples` against
+    `reference` on feature network `net`, under its FIGURE_NAMES; the kernel distance None
+    without reference features."""
     batches = (samples[i : i + batch_size] for i in range(0, len(samples), batch_size))
     features, logits = extract_features(batches, features_fn)
     fid = frechet_distance(*feature_statistics(features), reference.mu, reference.sigma)
@@ -372,19 +384,38 @@ def figures(
         if reference.features is not None
         else (None, None)
     )
-    return {"fid": fid, "is": is_mean, "is_std": is_std, "kid": kid, "kid_std": kid_std}
+    fd_name, is_name, kd_name = FIGURE_NAMES[net]
+    return {fd_name: fid, is_name: is_mean, f"{is_name}_std": is_std, kd_name: kid, f"{kd_name}_std": kid_std}
 
 
-def write_results(workdir: str, eval_dir: str, results: dict) -> None:
-    """eval_dir/results.json, and one record appended to workdir/metrics.jsonl."""
-    _write_json(os.path.join(eval_dir, "results.json"), results)
-    record = {"step": results["step"]} | {
-        f"eval/{sampler}/{key}": value
+def eval_dir(workdir: str, step: int | None) -> str:
+    """Where the eval of the checkpoint at `step` (None: the latest) writes its files."""
+    return os.path.join(workdir, "eval", "" if step is None else f"step_{step:07d}")
+
+
+def results_record(results: dict) -> dict:
+    """An eval's figures as one flat record: step, feature_net, <sampler>/<figure>."""
+    return {"step": results["step"], "feature_net": results["feature_net"]} | {
+        f"{sampler}/{key}": value
         for sampler, values in results["samplers"].items()
         for key, value in values.items()
         if value is not None
     }
-    files.append_line(os.path.join(workdir, "metrics.jsonl"), json.dumps(record), "the metrics log")
+
+
+def write_results(workdir: str, directory: str, results: dict) -> None:
+    """directory/results.json; workdir/EVALS_FILE with this step's record added (or replaced),
+    sorted by step; the figures and the sample grids in TensorBoard."""
+    _write_json(os.path.join(directory, "results.json"), results)
+    record = results_record(results)
+    path = os.path.join(workdir, EVALS_FILE)
+    records = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            records = {r["step"]: r for r in map(json.loads, f.read().splitlines())}
+    records[record["step"]] = record
+    text = "".join(json.dumps(records[s]) + "\n" for s in sorted(records))
+    _write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:
@@ -400,7 +431,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
     net = validate_eval(config, info)
     features_fn = FEATURE_NETS[net]()
     model = build_network(config.network, num_labels(config.data, info))
-    eval_dir = os.path.join(workdir, "eval", "" if step is None else f"step_{step:07d}")
+    directory = eval_dir(workdir, step)
     params, step = restore_ema_params(config, workdir, model, info, step)
     reference = reference_statistics(config, net, features_fn, workdir)
     check_reference(reference, features_fn, info.shape)
@@ -412,15 +443,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
         "reference": reference_path(config, net, workdir), "samplers": {},
     }
     for name in sampler_names(config):
-        directory = os.path.join(eval_dir, name)
+        shards = os.path.join(directory, name)
         if _is_writer():
-            prepare_shard_dir(directory, shard_spec(config, name, step))
+            prepare_shard_dir(shards, shard_spec(config, name, step))
         sampler = parallel.sharded_sampler(make_sampler(scfg, model, name, info.shape), mesh)
-        samples = sample_shards(sampler, params, key, directory, config, info.shape)
+        samples = sample_shards(sampler, params, key, shards, config, info.shape)
         results["samplers"][name] = figures(
-            samples, features_fn, reference, config.eval.feature_batch_size
+            samples, features_fn, reference, config.eval.feature_batch_size, net
         )
         logging.info("eval %s at step %d: %s", name, step, results["samplers"][name])
     if _is_writer():
-        write_results(workdir, eval_dir, results)
+        write_results(workdir, directory, results)
     return results

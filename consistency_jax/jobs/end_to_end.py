@@ -20,9 +20,8 @@ from consistency_jax.data import build_dataset, data_info
 from consistency_jax.evaluation import run as evaluate
 from consistency_jax.evaluation import samples, sliced_wasserstein
 from consistency_jax.jobs import train
-from consistency_jax.jobs.teacher import starts_from_teacher
 from consistency_jax.training import checkpoint, compile_cache
-from consistency_jax.training.objectives import needs_teacher
+from consistency_jax.training.objectives import needs_teacher, starts_from_teacher
 
 
 def stage_configs(
@@ -37,7 +36,7 @@ def stage_configs(
     for stage in stages:
         config = preset[stage]()
         if stage != "edm" and uses_teacher(config):
-            config.objective.teacher_workdir = os.path.join(workdir, "edm")
+            config.objective.teacher_workdir = os.path.abspath(os.path.join(workdir, "edm"))
         configs[stage] = config
     return configs
 
