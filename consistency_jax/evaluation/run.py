@@ -52,11 +52,11 @@ from consistency_jax.evaluation.metrics import (
     kernel_inception_distance,
     load_statistics,
 )
-from consistency_jax.evaluation.samples import make_sampler, sampler_names, to_uint8
+from consistency_jax.evaluation.samples import image_grid, make_sampler, sampler_names, to_uint8
 from consistency_jax.networks import build_network
 from consistency_jax.networks.pretrained import load_digits_features, load_fid_inception
 from consistency_jax.training import checkpoint, files, parallel
-from consistency_jax.training.log import format_duration
+from consistency_jax.training.log import format_duration, tensorboard
 from consistency_jax.training.state import abstract_state
 
 FEATURE_NETS: dict[str, Callable[[], FeaturesFn]] = {
@@ -403,9 +403,9 @@ def results_record(results: dict) -> dict:
     }
 
 
-def write_results(workdir: str, directory: str, results: dict) -> None:
+def write_results(workdir: str, directory: str, results: dict) -> bool:
     """directory/results.json; workdir/EVALS_FILE with this step's record added (or replaced),
-    sorted by step; the figures and the sample grids in TensorBoard."""
+    sorted by step. Whether that record is new (not there with the same figures)."""
     _write_json(os.path.join(directory, "results.json"), results)
     record = results_record(results)
     path = os.path.join(workdir, EVALS_FILE)
@@ -413,9 +413,27 @@ def write_results(workdir: str, directory: str, results: dict) -> None:
     if os.path.exists(path):
         with open(path) as f:
             records = {r["step"]: r for r in map(json.loads, f.read().splitlines())}
+    if records.get(record["step"]) == record:
+        return False
     records[record["step"]] = record
     text = "".join(json.dumps(records[s]) + "\n" for s in sorted(records))
     _write_atomic(path, lambda f: f.write(text.encode()))
+    return True
+
+
+def board_results(workdir: str, results: dict, grids: dict[str, np.ndarray]) -> None:
+    """The figures as TensorBoard scalars eval/<sampler>/<figure> and each sampler's grid of
+    samples as image eval/<sampler>, at the checkpoint's step."""
+    board = tensorboard(workdir)
+    if board is None:
+        return
+    step = results["step"]
+    for key, value in results_record(results).items():
+        if key not in ("step", "feature_net"):
+            board.add_scalar(f"eval/{key}", value, step)
+    for name, grid in grids.items():
+        board.add_image(f"eval/{name}", grid, step, dataformats="HWC")
+    board.close()
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:
@@ -442,16 +460,18 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
         "step": step, "feature_net": net, "num_samples": config.eval.num_samples,
         "reference": reference_path(config, net, workdir), "samplers": {},
     }
+    grids = {}
     for name in sampler_names(config):
         shards = os.path.join(directory, name)
         if _is_writer():
             prepare_shard_dir(shards, shard_spec(config, name, step))
         sampler = parallel.sharded_sampler(make_sampler(scfg, model, name, info.shape), mesh)
         samples = sample_shards(sampler, params, key, shards, config, info.shape)
+        grids[name] = np.repeat(image_grid(samples[:64]), 3 // info.shape[-1], axis=-1)
         results["samplers"][name] = figures(
             samples, features_fn, reference, config.eval.feature_batch_size, net
         )
         logging.info("eval %s at step %d: %s", name, step, results["samplers"][name])
-    if _is_writer():
-        write_results(workdir, directory, results)
+    if _is_writer() and write_results(workdir, directory, results):
+        board_results(workdir, results, grids)
     return results

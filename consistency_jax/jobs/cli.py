@@ -148,17 +148,17 @@ def parse_flags(argv: list[str]) -> list[str]:
         message = overrides.override_error(argv, config_file_of(argv), e)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    missing = [name for name in ("config", "workdir") if FLAGS[name].value is None]
+    if missing:
+        print(f"error: {' and '.join('--' + m for m in missing)} must be given (--help lists the "
+              "shipped configs).", file=sys.stderr)
+        sys.exit(2)
     try:
         FLAGS.config.get("seed")  # config_flags defers a config file's load error to first use
     except OSError as e:
         reason = str(e).strip().splitlines()[-1].strip()
         print(f"error: --config: the config file cannot be loaded ({reason}). The shipped configs "
               "are configs/*.py.", file=sys.stderr)
-        sys.exit(2)
-    missing = [name for name in ("config", "workdir") if FLAGS[name].value is None]
-    if missing:
-        print(f"error: {' and '.join('--' + m for m in missing)} must be given (--help lists the "
-              "shipped configs).", file=sys.stderr)
         sys.exit(2)
     return argv
 

@@ -80,16 +80,19 @@ def vector_results(configs: dict, workdir: str) -> list[dict]:
 
 
 def image_results(configs: dict, evaluations: dict[str, dict]) -> list[dict]:
-    """Each stage's --mode=eval figures (the digits classifier's Frechet distance, KID, IS) and the
-    ratio of its Frechet distance to the teacher's 35-evaluation ODE samples'."""
+    """Each stage's --mode=eval figures under their names (on the digits: fd_digits, kd_digits,
+    is_digits) and the ratio of its Frechet distance to the teacher's ODE samples'
+    (<frechet name>_vs_teacher)."""
     rows = []
     for stage, config in configs.items():
         for sampler, figs in evaluations[stage]["samplers"].items():
+            fd, score, kd = evaluate.FIGURE_NAMES[evaluations[stage]["feature_net"]]
             rows.append({"stage": stage, "sampler": sampler, "nfe": samples.nfe(config, sampler),
-                         "frechet": figs["fid"], "kid": figs["kid"], "is": figs["is"]})
-    teacher = next(r["frechet"] for r in rows if r["stage"] == "edm")
+                         fd: figs[fd], kd: figs[kd], score: figs[score]})
+    fd = evaluate.frechet_key(evaluations["edm"]["feature_net"])
+    teacher = next(r[fd] for r in rows if r["stage"] == "edm")
     for row in rows:
-        row["frechet_vs_teacher"] = row["frechet"] / teacher
+        row[f"{fd}_vs_teacher"] = row[fd] / teacher
     return rows
 
 
@@ -202,7 +205,8 @@ def run_pipeline(
     preset: dict[str, Callable[[], ml_collections.ConfigDict]], workdir: str, stages: tuple[str, ...],
     concurrent: bool = False, cache_dir: str = "",
 ) -> list[dict]:
-    """Train every stage (teacher first), then write results.json, results.md and samples.png."""
+    """Train every stage (teacher first), then write results.json, results.md and samples.png;
+    the rows of the table."""
     configs = stage_configs(preset, workdir, stages)
     for config in configs.values():
         data_info(config.data)  # every data set is there before any training starts

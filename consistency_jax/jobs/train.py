@@ -132,7 +132,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
         )
         log = MetricsLog(
             workdir, t.num_steps, t.nan_policy, manager, start=int(state.step),
-            lr_schedule=learning_rate(config.optim),
+            lr=learning_rate(config.optim),
         )
         train_key = jax.random.fold_in(key, 1)
         k = t.steps_per_dispatch

@@ -101,7 +101,7 @@ class MetricsLog:
     all stop at the same step.
 
     A record holds the step, `loss` and `grad_norm` averaged over the steps since the last one,
-    the other metrics at its last step, the learning rate `lr` (from `lr_schedule`), and
+    the other metrics at its last step, the learning rate `lr` (a constant or an optax schedule), and
     `steps_per_sec` over the recent steps (StepRate; absent until known).
 
     A run resumed at step `start` first drops the log's records of later steps (they are trained
@@ -109,11 +109,11 @@ class MetricsLog:
 
     def __init__(
         self, workdir: str, total_steps: int, nan_policy: str, manager, start: int = 0,
-        lr_schedule: Callable[[int], float] | None = None,
+        lr: float | Callable[[int], float] | None = None,
     ):
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.total, self.nan_policy, self.manager = total_steps, nan_policy, manager
-        self.lr_schedule = lr_schedule
+        self.lr = lr
         self.pending: list[tuple[int, dict, int]] = []
         self.step0 = None
         self.rate = StepRate()
@@ -177,8 +177,8 @@ class MetricsLog:
         if not parallel.is_main_process():
             return
         record = interval_record(done, host, self.rate.rate(), len(bad))
-        if self.lr_schedule is not None:
-            record["lr"] = float(self.lr_schedule(steps[-1]))
+        if self.lr is not None:
+            record["lr"] = float(self.lr(steps[-1]) if callable(self.lr) else self.lr)
         files.append_line(self.path, json.dumps(record), "the metrics log")
         if self.board is not None:
             for key, value in record.items():
