@@ -28,11 +28,16 @@ def test_help_lists_the_flags_and_every_shipped_config_and_exits_0(tmp_path):
     assert module.returncode == 0 and "configs/toy_edm.py" in module.stdout and "--compilation_cache" in module.stdout
 
 
-def test_a_missing_config_or_workdir_is_named_exit_2():
+def test_a_missing_config_or_a_sample_seed_outside_sampling_is_named_exit_2():
     result = subprocess.run([sys.executable, "launch.py", "--workdir=x"], cwd=ROOT, capture_output=True,
                             text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert result.returncode == 2 and "--config must be given" in result.stderr
     assert "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "launch.py", "--config=configs/toy_edm.py", "--workdir=x",
+                             "--sample_seed=3"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert result.returncode == 2 and "is for --mode=sample" in result.stderr and "Traceback" not in result.stderr
+    assert not os.path.exists(os.path.join(ROOT, "x"))
 
 
 @pytest.mark.slow

@@ -66,3 +66,4 @@ def test_digits_teacher_loss_falls_and_samples_land(tmp_path):
     assert (workdir / "samples" / "teacher_heun11.npz").read_bytes() == before
     again = np.load(seeded)["samples"]
     assert again.shape == samples.shape and np.mean(again != samples) > 0.5
+    assert run_utils.tensorboard_events(str(workdir))[1]["samples/teacher_heun11_seed7"] == [120]

@@ -31,7 +31,7 @@ from consistency_jax.jobs.teacher import TeacherNotFoundError
 from consistency_jax.networks import build_network
 from consistency_jax.networks.pretrained import WeightsUnavailableError
 from consistency_jax.training import checkpoint, compile_cache, files, lock, parallel
-from consistency_jax.training.log import TB_DIR, NonFiniteLossError
+from consistency_jax.training.log import TB_DIR, NonFiniteLossError, tensorboard
 from consistency_jax.training.state import abstract_state
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).", lock_config=True)
@@ -165,7 +165,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def sample(config, workdir: str, seed: int | None = None) -> list[str]:
     """Write every configured sampler's samples from the run's latest checkpoint (drawn with
-    `seed`, tagged _seed<seed>, where given); their paths."""
+    `seed`, tagged _seed<seed>, where given), their grids also to TensorBoard; their paths."""
     info = data_info(config.data)
     model = build_network(config.network, num_labels(config.data, info))
     manager = checkpoint.make_manager(workdir)
@@ -177,7 +177,21 @@ def sample(config, workdir: str, seed: int | None = None) -> list[str]:
     if seed is not None:
         config, tag = config.copy_and_resolve_references(), f"_seed{seed}"
         config.seed = seed
-    return list(write_samples(config, workdir, model, state.ema_params, info, tag=tag).values())
+    paths = write_samples(config, workdir, model, state.ema_params, info, tag=tag)
+    board = tensorboard(workdir)
+    train.log_samples(board, {name + tag: path for name, path in paths.items()}, int(state.step))
+    if board is not None:
+        board.close()
+    return list(paths.values())
+
+
+def check_sample_seed(seed: int | None, mode: str) -> None:
+    """--sample_seed: a seed >= 0, for --mode=sample only."""
+    if seed is not None and (mode != "sample" or seed < 0):
+        raise ConfigError(
+            f"--sample_seed={seed} with --mode={mode}: it takes a seed >= 0 and is for --mode=sample "
+            "(training and eval draw with config.seed: set --config.seed)."
+        )
 
 
 def run_evals(config, workdir: str, spec: str) -> list[str]:
@@ -237,6 +251,7 @@ def main(argv) -> None:
     compile_cache.enable_compilation_cache(FLAGS.compilation_cache)
     config = FLAGS.config
     try:
+        check_sample_seed(FLAGS.sample_seed, FLAGS.mode)
         checks.check_workdir(FLAGS.workdir)
         init_distributed()
         check_backend()
