@@ -211,7 +211,7 @@ def run_evals(config, workdir: str, spec: str) -> list[str]:
 def trained(config, workdir: str, step: int) -> list[str]:
     """What a finished training run holds: its checkpoints, logs and final samples."""
     names = [os.path.join(workdir, "samples", f"{n}.npz") for n in sampler_names(config)]
-    logs = [os.path.join(workdir, n) for n in ("metrics.jsonl", TB_DIR)]
+    logs = [p for p in (os.path.join(workdir, n) for n in ("metrics.jsonl", TB_DIR)) if os.path.exists(p)]
     return [f"{checkpoint.checkpoint_dir(workdir)} (step {step})", *logs, *names]
 
 

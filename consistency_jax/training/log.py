@@ -10,6 +10,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 from absl import logging
+from matplotlib.image import imread
 
 from consistency_jax.training import files, parallel
 
@@ -73,8 +74,6 @@ def tensorboard(workdir: str, purge_from: int | None = None):
 
 def board_png(writer, tag: str, path: str, step: int) -> None:
     """The PNG at `path` (a sample grid or plot) as TensorBoard image `tag` at `step`."""
-    from matplotlib.image import imread
-
     image = imread(path)
     writer.add_image(tag, np.asarray(image[..., :3] * 255, np.uint8), step, dataformats="HWC")
 
