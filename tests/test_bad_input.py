@@ -224,14 +224,17 @@ def test_resuming_between_dispatches_is_refused_and_touches_nothing(tmp_path):
     assert tree_digest(str(run)) == before
 
 
-@pytest.mark.parametrize("config", ["cifar10_edm", "cifar10_cd", "cifar10_ct", "cifar10_ict", "cifar10_ect"])
-def test_cifar10_without_the_data_set_stops_with_the_data_set_message(tmp_path, config):
+@pytest.mark.parametrize("config,data", [
+    ("cifar10_edm", "cifar10"), ("cifar10_cd", "cifar10"), ("cifar10_ct", "cifar10"), ("cifar10_ict", "cifar10"),
+    ("cifar10_ect", "cifar10"), ("imagenet64_edm", "imagenet_resized/64x64"),
+])
+def test_tfds_configs_without_the_data_set_stop_with_the_data_set_message(tmp_path, config, data):
     distils = config in ("cifar10_cd", "cifar10_ect")
     teacher = [f"--config.objective.teacher_workdir={tmp_path / 'edm'}"] if distils else []
     result = launch(f"--config=configs/{config}.py", f"--workdir={tmp_path / 'run'}",
                     f"--config.data.tfds_data_dir={tmp_path / 'tfds'}", *teacher)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert "cifar10" in result.stderr and "Traceback" not in result.stderr
+    assert f"TFDS data set {data!r} is not prepared" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
 
 

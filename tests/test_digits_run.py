@@ -67,3 +67,18 @@ def test_digits_teacher_loss_falls_and_samples_land(tmp_path):
     again = np.load(seeded)["samples"]
     assert again.shape == samples.shape and np.mean(again != samples) > 0.5
     assert run_utils.tensorboard_events(str(workdir))[1]["samples/teacher_heun11_seed7"] == [120]
+
+    # zero-shot inpainting with the teacher's ODE (CM Alg. 4, the paper's diffusion baseline)
+    result = subprocess.run(
+        [sys.executable, "launch.py", "--config=configs/digits_edm.py", f"--workdir={workdir}", "--mode=edit",
+         f"--compilation_cache={tmp_path / 'xla'}", *TINY, "--config.edit.num_images=4",
+         "--config.edit.num_steps=2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    edits = np.load(workdir / "edits" / "inpaint.npz")
+    assert edits["edited"].shape == (4, 8, 8, 1) and edits["edited"].dtype == np.uint8
+    np.testing.assert_array_equal(edits["edited"][:, :4], edits["input"][:, :4])  # the known top half
+    assert not edits["corrupted"][:, 4:].any()  # what the model was given: the bottom half black
+    assert np.abs(edits["edited"][:, 4:].astype(int) - edits["input"][:, 4:]).mean() > 1  # filled in anew
+    assert (workdir / "edits" / "inpaint.png").exists()

@@ -50,6 +50,8 @@ RANGES = (
     ("sample.s_churn", "[0, inf)"), ("sample.s_noise", "(0, inf)"),
     ("eval.num_samples", "[1, inf)"), ("eval.batch_size", "[1, inf)"), ("eval.feature_batch_size", "[1, inf)"),
     ("eval.shard_size", "[1, inf)"),
+    ("edit.num_images", "[1, inf)"), ("edit.num_steps", "[1, inf)"), ("edit.factor", "[1, inf)"),
+    ("edit.sigma", "(0, inf)"), ("edit.num_alphas", "[2, inf)"),
 )
 
 
@@ -239,7 +241,12 @@ def check_network_fits_data(config: ml_collections.ConfigDict, shape: tuple[int,
     if name == "mlp" and len(shape) != 1:
         raise ConfigError(
             f"config.network.name='mlp' takes vectors, but {data!r} has images of shape {shape}: "
-            "use 'ddpmpp' or 'ncsnpp'."
+            "use 'ddpmpp', 'ncsnpp' or 'adm'."
+        )
+    if name == "adm" and config.network.embedding_type not in ("auto", "positional"):
+        raise ConfigError(
+            f"config.network.embedding_type={config.network.embedding_type!r}: the adm network's "
+            "noise embedding is positional; set it 'auto', or use 'ddpmpp' or 'ncsnpp'."
         )
     if name == "mlp":
         return

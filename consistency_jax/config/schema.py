@@ -42,9 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- network ---------------------------------------------------------------------
     c.network = n = ml_collections.ConfigDict()
-    n.name = "mlp"  # mlp | ddpmpp | ncsnpp
+    n.name = "mlp"  # mlp | ddpmpp | ncsnpp (SongUNet) | adm (DhariwalUNet, ImageNet-64's)
     n.dropout = 0.0
-    n.embedding_type = "auto"  # auto (the architecture's own) | positional | fourier
+    n.embedding_type = "auto"  # auto (the architecture's own) | positional | fourier (not adm: positional)
     n.fourier_scale = 16.0  # Fourier embedding scale (NCSN++ 16; iCT 0.02)
     # float32 | bfloat16: the network's arithmetic; parameters, optimizer state and the loss stay
     # float32. bfloat16 pays off on GPUs and TPUs; CPUs have no fast bfloat16 convolutions.
@@ -162,6 +162,19 @@ def get_config() -> ml_collections.ConfigDict:
     # .npz with mu, sigma (and features or pool_3 for KID); '' computes them from the training
     # split on the first eval and keeps them as workdir/eval/reference_stats_<net>.npz
     e.reference_stats = ""
+
+    # --- editing (--mode=edit; CM Alg. 4, with the teacher's ODE for an EDM run) -------------------
+    c.edit = d = ml_collections.ConfigDict()
+    # inpaint | colorize (RGB) | superres | stroke (SDEdit from the input at edit.sigma) | denoise
+    # (the input plus noise at edit.sigma, one evaluation) | interpolate (slerp between two x_T)
+    d.task = "inpaint"
+    d.input = ""  # .png (one image) or .npz (array `images` or `samples`, uint8 NHWC); '': data images
+    d.mask = ""  # inpaint: .png or .npz (array `mask`), nonzero where known; '': the top half known
+    d.num_images = 8  # data images edited when edit.input is '' (interpolate: pairs of x_T)
+    d.num_steps = 8  # Karras grid points from sigma_max (stroke: edit.sigma) down, the last > sigma_min
+    d.factor = 2  # superres: the side of the blocks whose means are known
+    d.sigma = 1.0  # stroke: the sigma the chain starts at; denoise: the input's noise level
+    d.num_alphas = 8  # interpolate: images per row, alpha from 0 to 1
     return c
 
 

@@ -130,10 +130,10 @@ def save_samples(workdir: str, name: str, samples: np.ndarray, reference: np.nda
     return path
 
 
-def image_grid(images: np.ndarray) -> np.ndarray:
-    """A square-ish grid of NHWC uint8 images with a 1-pixel border."""
+def image_grid(images: np.ndarray, cols: int | None = None) -> np.ndarray:
+    """A grid of NHWC uint8 images with a 1-pixel border, `cols` wide (default: square-ish)."""
     n, h, w, c = images.shape
-    cols = int(np.ceil(np.sqrt(n)))
+    cols = cols or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     grid = np.zeros((rows * (h + 1) + 1, cols * (w + 1) + 1, c), np.uint8)
     for i, img in enumerate(images):

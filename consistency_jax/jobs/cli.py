@@ -1,4 +1,4 @@
-"""Entry point: python launch.py --config=configs/X.py --workdir=DIR [--mode=train|sample|eval]
+"""Entry point: python launch.py --config=configs/X.py --workdir=DIR [--mode=train|sample|eval|edit]
 (also `python -m consistency_jax` and the `consistency-jax` command of `pip install -e .`).
 
 Any config key can be overridden: --config.optim.lr=2e-4.
@@ -26,7 +26,7 @@ from consistency_jax.data import DatasetUnavailableError, data_info, num_labels
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation import run as evaluate
 from consistency_jax.evaluation.samples import sampler_names, write_samples
-from consistency_jax.jobs import train
+from consistency_jax.jobs import edit, train
 from consistency_jax.jobs.teacher import TeacherNotFoundError
 from consistency_jax.networks import build_network
 from consistency_jax.networks.pretrained import WeightsUnavailableError
@@ -37,8 +37,9 @@ from consistency_jax.training.state import abstract_state
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory of the run: checkpoints, config, metrics, samples.")
 flags.DEFINE_enum(
-    "mode", "train", ["train", "sample", "eval"],
-    "train (resumes automatically), sample (from the latest checkpoint), or eval (FID/IS/KID).",
+    "mode", "train", ["train", "sample", "eval", "edit"],
+    "train (resumes automatically), sample (from the latest checkpoint), eval (FID/IS/KID), or edit "
+    "(zero-shot editing, config.edit).",
 )
 flags.DEFINE_string(
     "coordinator", os.environ.get("JAX_COORDINATOR_ADDRESS"), "HOST:PORT of process 0 (multi-process)."
@@ -263,6 +264,9 @@ def main(argv) -> None:
         elif FLAGS.mode == "sample":
             with locked(FLAGS.workdir, "sample"):
                 wrote = sample(config, FLAGS.workdir, FLAGS.sample_seed)
+        elif FLAGS.mode == "edit":
+            with locked(FLAGS.workdir, "edit"):
+                wrote = [edit.edit_run(config, FLAGS.workdir)]
         else:
             with locked(FLAGS.workdir, "eval"):
                 wrote = run_evals(config, FLAGS.workdir, FLAGS.eval_steps)

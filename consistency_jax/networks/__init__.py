@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from consistency_jax.networks.adm import DhariwalUNet
 from consistency_jax.networks.layers import LogvarHead
 from consistency_jax.networks.mlp import MLP
 from consistency_jax.networks.unet import SongUNet
@@ -78,10 +79,21 @@ def _ncsnpp(cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
     )
 
 
+def _adm(cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+    """ADM (EDM `DhariwalUNet`, `--arch=adm`); its embedding is always positional."""
+    u = cfg.unet
+    return DhariwalUNet(
+        model_channels=u.model_channels, channel_mult=tuple(u.channel_mult), channel_mult_emb=u.channel_mult_emb,
+        num_blocks=u.num_blocks, attn_resolutions=tuple(u.attn_resolutions), dropout=cfg.dropout,
+        num_classes=num_classes, dtype=compute_dtype(cfg), remat=cfg.remat, logvar_head=cfg.logvar_head,
+    )
+
+
 NETWORKS: dict[str, Callable[[ml_collections.ConfigDict, int], nn.Module]] = {
     "mlp": _mlp,
     "ddpmpp": _ddpmpp,
     "ncsnpp": _ncsnpp,
+    "adm": _adm,
 }
 
 

@@ -12,9 +12,29 @@ from consistency_jax.networks.layers import LogvarHead, embed_times, first_time,
 _SKIP_SCALE = float(np.sqrt(0.5))  # EDM SongUNet block_kwargs skip_scale
 
 
-def _xavier(init_weight: float = 1.0) -> nn.initializers.Initializer:
-    """xavier_uniform times `init_weight` (EDM `weight_init` mode 'xavier_uniform')."""
-    return nn.initializers.variance_scaling(init_weight**2, "fan_avg", "uniform")
+_INIT_MODES = {  # EDM `weight_init`: mode -> (fan, distribution) of a unit-scale variance_scaling
+    "xavier_uniform": ("fan_avg", "uniform"),
+    "kaiming_uniform": ("fan_in", "uniform"),
+    "kaiming_normal": ("fan_in", "normal"),
+}
+
+
+def edm_init(mode: str = "xavier_uniform", init_weight: float = 1.0) -> nn.initializers.Initializer:
+    """EDM `weight_init(shape, mode, fan_in, fan_out) * init_weight` (networks.py)."""
+    fan, distribution = _INIT_MODES[mode]
+    return nn.initializers.variance_scaling(init_weight**2, fan, distribution)
+
+
+def edm_bias_init(mode: str, fan_in: int, init_bias: float) -> nn.initializers.Initializer:
+    """EDM's bias: the weight's distribution at the layer's fan-in, times `init_bias`."""
+    if not init_bias:
+        return nn.initializers.zeros
+    std = init_bias / np.sqrt(fan_in)
+    if mode == "kaiming_normal":
+        return nn.initializers.normal(std)
+    if mode != "kaiming_uniform":
+        raise ValueError(f"EDM draws no {mode} bias; its xavier layers start their biases at 0.")
+    return lambda key, shape, dtype=jnp.float32: std * np.sqrt(3) * jax.random.uniform(key, shape, dtype, -1, 1)
 
 
 def _label_init(num_classes: int) -> nn.initializers.Initializer:
@@ -83,12 +103,15 @@ class Conv2d(nn.Module):
     fused: bool = False  # EDM fused_resample (down only): conv at full resolution, then filter
     resample_filter: Sequence[float] = (1, 1)
     init_weight: float = 1.0
+    init_mode: str = "xavier_uniform"
+    init_bias: float = 0.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         shape = (self.kernel, self.kernel, x.shape[-1], self.features)
-        w = self.param("kernel", _xavier(self.init_weight), shape)
-        b = self.param("bias", nn.initializers.zeros, (self.features,))
+        w = self.param("kernel", edm_init(self.init_mode, self.init_weight), shape)
+        fan_in = self.kernel * self.kernel * x.shape[-1]
+        b = self.param("bias", edm_bias_init(self.init_mode, fan_in, self.init_bias), (self.features,))
         if self.fused:  # EDM Conv2d.forward, fused_resample and down
             x = conv2d(x, w, self.kernel // 2 + (len(self.resample_filter) - 1) // 2)
             return downsample(x, self.resample_filter, pad=0) + b
@@ -99,9 +122,19 @@ class Conv2d(nn.Module):
         return conv2d(x, w, self.kernel // 2) + b
 
 
-def group_norm(channels: int, name: str) -> nn.GroupNorm:
-    """EDM `GroupNorm`: min(32, C // 4) groups, eps 1e-6 as SongUNet passes it."""
-    return nn.GroupNorm(num_groups=min(32, channels // 4), epsilon=1e-6, name=name)
+def group_norm(channels: int, name: str, eps: float = 1e-6) -> nn.GroupNorm:
+    """EDM `GroupNorm`: min(32, C // 4) groups; eps 1e-6 as SongUNet passes it (ADM: 1e-5)."""
+    return nn.GroupNorm(num_groups=min(32, channels // 4), epsilon=eps, name=name)
+
+
+def self_attention(qkv: jax.Array, num_heads: int) -> jax.Array:
+    """Self-attention over pixels of qkv [B, H, W, 3C], its channels laid out as EDM's
+    (heads, C / heads, 3); softmax(q k^T / sqrt(C / heads)) v -> [B, H, W, C] (EDM `AttentionOp`)."""
+    b, h, w, c3 = qkv.shape
+    c = c3 // 3
+    qkv = qkv.reshape(b, h * w, num_heads, c // num_heads, 3)
+    a = jax.nn.dot_product_attention(qkv[..., 0], qkv[..., 1], qkv[..., 2])
+    return a.reshape(b, h, w, c)
 
 
 class UNetBlock(nn.Module):
@@ -121,7 +154,7 @@ class UNetBlock(nn.Module):
         resample = {"up": self.up, "down": self.down, "resample_filter": self.resample_filter}
         orig = x
         x = Conv2d(c, 3, **resample, name="conv0")(nn.silu(group_norm(x.shape[-1], "norm0")(x)))
-        x = x + nn.Dense(c, kernel_init=_xavier(), name="affine")(emb)[:, None, None, :]
+        x = x + nn.Dense(c, kernel_init=edm_init(), name="affine")(emb)[:, None, None, :]
         x = nn.silu(group_norm(c, "norm1")(x))  # EDM adaptive_scale=False
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         x = Conv2d(c, 3, init_weight=1e-5, name="conv1")(x)
@@ -133,13 +166,9 @@ class UNetBlock(nn.Module):
         return x
 
     def _attend(self, x: jax.Array) -> jax.Array:
-        """Self-attention over pixels; qkv channels laid out as in EDM: (heads, C/heads, 3)."""
-        b, h, w, c = x.shape
-        qkv_conv = Conv2d(3 * c, 1, init_weight=float(np.sqrt(0.2)), name="qkv")
-        qkv = qkv_conv(group_norm(c, "norm2")(x))
-        qkv = qkv.reshape(b, h * w, self.num_heads, c // self.num_heads, 3)
-        a = jax.nn.dot_product_attention(qkv[..., 0], qkv[..., 1], qkv[..., 2])
-        return a.reshape(b, h, w, c)
+        c = x.shape[-1]
+        qkv = Conv2d(3 * c, 1, init_weight=float(np.sqrt(0.2)), name="qkv")(group_norm(c, "norm2")(x))
+        return self_attention(qkv, self.num_heads)
 
 
 class SongUNet(nn.Module):
@@ -192,8 +221,8 @@ class SongUNet(nn.Module):
                 self.num_classes + 1, noise_channels, embedding_init=label_init, name="map_label"
             )
             emb = emb + map_label(labels)
-        emb = nn.silu(nn.Dense(emb_channels, kernel_init=_xavier(), name="map_layer0")(emb))
-        emb = nn.silu(nn.Dense(emb_channels, kernel_init=_xavier(), name="map_layer1")(emb))
+        emb = nn.silu(nn.Dense(emb_channels, kernel_init=edm_init(), name="map_layer0")(emb))
+        emb = nn.silu(nn.Dense(emb_channels, kernel_init=edm_init(), name="map_layer1")(emb))
         return emb.astype(self.dtype)  # the embeddings run in float32 (c_noise needs it)
 
     def _encode(
