@@ -1,5 +1,6 @@
 """The end-to-end pipeline on an embedded data set: python pipeline.py --preset=digits --workdir=runs/digits."""
 
+import os
 import sys
 
 import jax
@@ -20,6 +21,7 @@ flags.DEFINE_bool(
     "process holds the device).",
 )
 compile_cache.define_flag()
+flags.declare_key_flag("compilation_cache")  # listed in --help
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -38,6 +40,9 @@ def main(argv) -> None:
         logging.warning("%s", e)
         sys.exit(e.exit_status)
     print(results_table(rows))
+    names = ("results.md", "results.json", "samples.png")
+    stages = ", ".join(os.path.join(FLAGS.workdir, s) for s in FLAGS.stages)
+    print(f"wrote: {', '.join(os.path.join(FLAGS.workdir, n) for n in names)}, and the runs {stages}")
 
 
 if __name__ == "__main__":

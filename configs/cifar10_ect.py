@@ -1,7 +1,7 @@
-"""Easy consistency tuning on CIFAR-10 (ECT, 200k steps of batch 128), started from the teacher.
+r"""Easy consistency tuning on CIFAR-10 (ECT, 200k steps of batch 128), started from the teacher.
 
-Run: python launch.py --config=configs/cifar10_ect.py --workdir=runs/cifar10_ect
-(the teacher from runs/cifar10_edm, else --config.objective.teacher_workdir=DIR).
+Run: python launch.py --config=configs/cifar10_ect.py --workdir=runs/cifar10_ect \
+         --config.objective.teacher_workdir=runs/cifar10_edm
 ECT starts from EDM's DDPM++ VP checkpoint; this project's teacher is the NCSN++ of
 configs/cifar10_edm.py. As locuslab/ect's CIFAR-10 recipe: the unsquared L2 norm over (t - r)
 (pseudo-Huber with c = 0) and no augmentation (no flips). Deliberate differences: r is floored at
@@ -20,7 +20,6 @@ def get_config():
     ect_objective(c)
     c.objective.huber_c = 0.0  # ECT's loss: ||f(x_t) - f(x_r)||_2 / (t - r)
     c.data.random_flip = False
-    c.objective.teacher_workdir = "runs/cifar10_edm"
     c.objective.ect_stage_steps = 25_000
     c.optim.lr = 1e-4
     c.train.num_steps = 200_000

@@ -17,7 +17,6 @@ def get_config():
     c.objective.distance = "pseudo_huber"
     c.objective.weighting = "ict"
     c.objective.target_ema = 0.0
-    c.objective.teacher_workdir = "runs/digits/edm"
     c.objective.init_from_teacher = True
     c.optim.name = "radam"
     c.optim.lr = 1e-3

@@ -13,7 +13,6 @@ from configs.recipes import ect_objective
 def get_config():
     c = base_config()
     ect_objective(c)
-    c.objective.teacher_workdir = "runs/digits/edm"
     c.objective.ect_stage_steps = 250
     c.optim.lr = 1e-3
     c.optim.decay_steps = 2000  # cosine decay of the lr to 0 over the run

@@ -14,7 +14,6 @@ from configs.recipes import scm_objective
 def get_config():
     c = base_config()
     scm_objective(c, "sct")
-    c.objective.teacher_workdir = "runs/digits/edm"
     c.objective.tangent_warmup_steps = 1000
     c.optim.lr = 5e-4
     c.optim.decay_steps = 4000  # cosine decay of the lr to 0 over the run

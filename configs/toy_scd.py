@@ -1,6 +1,7 @@
-"""sCD of the toy EDM teacher (sCM Alg. 1): dx_t/dt from the teacher converted to TrigFlow.
+r"""sCD of the toy EDM teacher (sCM Alg. 1): dx_t/dt from the teacher converted to TrigFlow.
 
-Run: python launch.py --config=configs/toy_scd.py --workdir=runs/toy/scd (teacher: runs/toy/edm)
+Run: python launch.py --config=configs/toy_scd.py --workdir=runs/toy/scd \
+         --config.objective.teacher_workdir=runs/toy/edm
 3000 steps. Not yet measured.
 """
 
@@ -12,7 +13,6 @@ def get_config():
     c = schema.get_config()
     c.data.name = "gmm2d"
     scm_objective(c, "scd")
-    c.objective.teacher_workdir = "runs/toy/edm"
     c.objective.tangent_warmup_steps = 1000
     c.optim.lr = 4e-4
     c.train.num_steps = 3000

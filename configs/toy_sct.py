@@ -1,7 +1,8 @@
-"""sCT on the 2-D mixture (sCM Alg. 1): dx_t/dt from the data, started from the toy EDM teacher.
+r"""sCT on the 2-D mixture (sCM Alg. 1): dx_t/dt from the data, started from the toy EDM teacher.
 
-Run: python launch.py --config=configs/toy_sct.py --workdir=runs/toy/sct
-(starts from the teacher in runs/toy/edm: configs/toy_edm.py). 3000 steps. Not yet measured.
+Run: python launch.py --config=configs/toy_sct.py --workdir=runs/toy/sct \
+         --config.objective.teacher_workdir=runs/toy/edm
+3000 steps. Not yet measured.
 """
 
 from configs.recipes import scm_objective
@@ -12,7 +13,6 @@ def get_config():
     c = schema.get_config()
     c.data.name = "gmm2d"
     scm_objective(c, "sct")
-    c.objective.teacher_workdir = "runs/toy/edm"
     c.objective.tangent_warmup_steps = 1000
     c.optim.lr = 4e-4
     c.train.num_steps = 3000

@@ -120,6 +120,36 @@ def logged_steps(workdir: str) -> dict[int, dict]:
         return {r["step"]: r for r in map(json.loads, f.read().splitlines()) if r}
 
 
+def tensorboard_events(workdir: str) -> tuple[dict[str, dict[int, float]], dict[str, list[int]]]:
+    """The run's TensorBoard events as TensorBoard shows them: ({scalar tag: {step: value}},
+    {image tag: [steps]}), the files read in name order, a session start with a purge step
+    dropping the earlier events at steps >= it. A second value of a tag at one step fails."""
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+    scalars, images = {}, {}
+    directory = os.path.join(workdir, "tensorboard")
+    for name in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, name), "rb") as f:
+            data = f.read()
+        at = 0
+        while at < len(data):  # TFRecords: length (8), its CRC (4), the event, its CRC (4)
+            length = int.from_bytes(data[at : at + 8], "little")
+            event = Event.FromString(data[at + 12 : at + 12 + length])
+            at += 16 + length
+            if event.session_log.status == SessionLog.START:
+                for values in (*scalars.values(), *images.values()):
+                    for step in [s for s in values if s >= event.step]:
+                        values.remove(step) if isinstance(values, list) else values.pop(step)
+            for v in event.summary.value:
+                seen = images.setdefault(v.tag, []) if v.HasField("image") else scalars.setdefault(v.tag, {})
+                assert event.step not in seen, f"{v.tag}: a second value at step {event.step}"
+                if isinstance(seen, list):
+                    seen.append(event.step)
+                else:
+                    seen[event.step] = v.simple_value
+    return scalars, images
+
+
 def wait_until(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 300) -> None:
     """Return as soon as `ready()` holds (a run's progress, say), while `proc` runs."""
     deadline = time.monotonic() + timeout

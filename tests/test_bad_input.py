@@ -95,6 +95,33 @@ def test_cd_teacher_substeps_below_one(tmp_path):
     assert not (tmp_path / "cd").exists()
 
 
+@pytest.mark.parametrize("config", ["digits_cd", "digits_ect"])
+def test_a_student_config_names_no_teacher_and_refuses_without_one_from_any_directory(tmp_path, config):
+    """No teacher path relative to the working directory: the command must name one."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "launch.py"), f"--config={ROOT}/configs/{config}.py", "--workdir=run"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--config.objective.teacher_workdir=" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_saved_with_the_former_default_of_init_from_teacher_resumes_unchanged():
+    """Runs saved when init_from_teacher defaulted to True started from a teacher only if they
+    named one; resuming them with today's default changes nothing."""
+    from consistency_jax.config import checks
+
+    saved = toy_ict.get_config()
+    saved.objective.init_from_teacher = True
+    assert checks.changed_keys(toy_ict.get_config(), saved) == []
+    saved.objective.teacher_workdir = "runs/toy/edm"
+    assert checks.changed_keys(toy_ict.get_config(), saved) == [
+        "config.objective.init_from_teacher (True there, False now)"
+    ]
+
+
 def test_cd_without_a_teacher_refuses_to_distil_a_random_network(tmp_path):
     config = toy_cd.get_config()
     config.objective.teacher_workdir = str(tmp_path / "no_such_teacher")
@@ -111,8 +138,10 @@ def test_ect_with_a_gap_that_never_shrinks_or_no_teacher_to_start_from(tmp_path)
     config.objective.name, config.objective.ect_q = "ect", 1.0
     with pytest.raises(ConfigError, match="config.objective.ect_q must be > 1"):
         train.train(config, str(tmp_path / "ect"))
-    config.objective.ect_q = 2.0
-    config.objective.teacher_workdir = str(tmp_path / "no_such_teacher")  # start from it: missing
+    config.objective.ect_q, config.objective.init_from_teacher = 2.0, True
+    with pytest.raises(ConfigError, match="--config.objective.teacher_workdir=DIR"):  # none named
+        train.train(config, str(tmp_path / "ect"))
+    config.objective.teacher_workdir = str(tmp_path / "no_such_teacher")  # named, but missing
     with pytest.raises(TeacherNotFoundError, match="No teacher run in .*no_such_teacher"):
         train.train(config, str(tmp_path / "ect"))
     assert not (tmp_path / "ect").exists()
@@ -129,6 +158,7 @@ def test_ect_with_a_gap_that_never_shrinks_or_no_teacher_to_start_from(tmp_path)
 ])
 def test_scm_values_that_cannot_work(tmp_path, name, section, key, value, message):
     config = {"toy_sct": toy_sct, "toy_scd": toy_scd}[name].get_config()
+    config.objective.teacher_workdir = str(tmp_path / "edm")
     config[section][key] = value
     with pytest.raises(ConfigError, match=re.escape(message)):
         train.train(config, str(tmp_path / "run"))
@@ -199,8 +229,10 @@ def test_resuming_between_dispatches_is_refused_and_touches_nothing(tmp_path):
     ("cifar10_ect", "cifar10"), ("imagenet64_edm", "imagenet_resized/64x64"),
 ])
 def test_tfds_configs_without_the_data_set_stop_with_the_data_set_message(tmp_path, config, data):
+    distils = config in ("cifar10_cd", "cifar10_ect")
+    teacher = [f"--config.objective.teacher_workdir={tmp_path / 'edm'}"] if distils else []
     result = launch(f"--config=configs/{config}.py", f"--workdir={tmp_path / 'run'}",
-                    f"--config.data.tfds_data_dir={tmp_path / 'tfds'}")
+                    f"--config.data.tfds_data_dir={tmp_path / 'tfds'}", *teacher)
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"TFDS data set {data!r} is not prepared" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()

@@ -97,6 +97,12 @@ def test_unreadable_newest_checkpoint_is_skipped(tmp_path):
     )
     assert re.search(r"Checkpoint 16 in \S+ cannot be restored", output)
     assert "Resumed from step 12" in output
+    # steps 13..16 trained again: one record and one TensorBoard value each, the retrained ones
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        logged = [json.loads(line) for line in f]
+    assert [r["step"] for r in logged] == list(range(1, 21))
+    scalars, _ = run_utils.tensorboard_events(workdir)  # fails on a second value at a step
+    assert scalars["train/loss"] == {r["step"]: pytest.approx(r["loss"]) for r in logged}
     assert os.listdir(os.path.join(workdir, "checkpoints_unreadable")) == ["16"]  # kept to inspect
     assert _steps(workdir) == [8, 16, 20] and not os.path.exists(os.path.join(ckpts, "20.orbax-checkpoint-tmp"))
     _assert_identical(original, run_utils.restore_state(config, workdir, step=16))

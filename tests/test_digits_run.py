@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+import run_utils
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
@@ -43,6 +45,29 @@ def test_digits_teacher_loss_falls_and_samples_land(tmp_path):
     assert samples.std() > 5  # not a blank image
     assert (workdir / "samples" / "teacher_heun11.png").exists()
     assert (workdir / "checkpoints" / "120").exists()
+    wrote = result.stdout.strip().splitlines()[-1]
+    assert wrote.startswith("wrote: ") and f"{workdir / 'samples' / 'teacher_heun11.npz'}" in wrote
+    assert f"{workdir / 'checkpoints'} (step 120)" in wrote
+    scalars, images = run_utils.tensorboard_events(str(workdir))
+    assert {f"train/{k}" for k in ("loss", "grad_norm", "lr", "steps_per_sec")} <= set(scalars)
+    assert list(scalars["train/loss"]) == list(range(20, 121, 20)) and images == {"samples/teacher_heun11": [120]}
+    assert scalars["train/loss"][120] == pytest.approx(losses[-1])  # the record's mean of its 20 steps
+
+    # samples again with another seed: new samples in a file of their own, the first ones kept
+    before = (workdir / "samples" / "teacher_heun11.npz").read_bytes()
+    result = subprocess.run(
+        [sys.executable, "launch.py", "--config=configs/digits_edm.py", f"--workdir={workdir}",
+         f"--compilation_cache={tmp_path / 'xla'}", "--mode=sample", "--sample_seed=7", *TINY],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seeded = workdir / "samples" / "teacher_heun11_seed7.npz"
+    assert result.stdout.strip().splitlines()[-1] == f"wrote: {seeded}"
+    assert (workdir / "samples" / "teacher_heun11.npz").read_bytes() == before
+    again = np.load(seeded)["samples"]
+    assert again.shape == samples.shape and np.mean(again != samples) > 0.5
+    assert run_utils.tensorboard_events(str(workdir))[1]["samples/teacher_heun11_seed7"] == [120]
+
     # zero-shot inpainting with the teacher's ODE (CM Alg. 4, the paper's diffusion baseline)
     result = subprocess.run(
         [sys.executable, "launch.py", "--config=configs/digits_edm.py", f"--workdir={workdir}", "--mode=edit",

@@ -120,7 +120,7 @@ def test_a_full_tmpfs_first_at_a_save_then_at_the_config(tmp_path):
         assert "error: Writing " in output
         assert "No space left on device" in output or "(the disk is full)" in output
         assert "Traceback" not in output, output[-3000:]
-        assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "metrics.jsonl"]
+        assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "metrics.jsonl", "tensorboard"]
         # what the failed save freed may or may not hold the new config: either file, but whole
         with open(os.path.join(workdir, "config.json")) as f:
             assert json.load(f)["train"]["num_steps"] in (8, 12)

@@ -32,12 +32,13 @@ def test_k_steps_per_dispatch_equal_k_dispatches_of_one_step(tmp_path):
 
 
 def test_metrics_of_a_dispatch_are_logged_per_step(tmp_path):
-    """MetricsLog unstacks a dispatch's metrics: one finiteness check per step, the last logged."""
+    """MetricsLog unstacks a dispatch's metrics: one finiteness check per step, the loss of the
+    record averaged over its steps."""
     log = MetricsLog(str(tmp_path), total_steps=8, nan_policy="stop", manager=None)
     log.add(0, {"loss": np.array([1.0, 2.0, 3.0, 4.0]), "finite": np.ones(4)}, 4)
     log.add(4, {"loss": np.array([5.0, 6.0, 7.0, 8.0]), "finite": np.ones(4)}, 4)
     log.flush()
-    assert run_utils.logged_steps(str(tmp_path))[8]["loss"] == 8.0
+    assert run_utils.logged_steps(str(tmp_path))[8]["loss"] == 4.5
     log.add(8, {"loss": np.array([9.0, np.nan]), "finite": np.array([1.0, 0.0])}, 2)
     log.manager = type("Manager", (), {"latest_step": lambda self: 8, "directory": str(tmp_path)})()
     with pytest.raises(NonFiniteLossError, match="at step 10;"):

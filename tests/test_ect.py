@@ -69,7 +69,7 @@ def test_ect_loss_draws_continuous_pairs_with_the_same_noise():
 
 
 def test_consistency_training_starts_from_the_teacher_it_is_given(tmp_path):
-    """With objective.teacher_workdir set, ECT (and iCT) start from the teacher's EMA parameters;
+    """With objective.init_from_teacher and teacher_workdir set, ECT (and iCT) start from the teacher's EMA parameters;
     without it they start from fresh ones. A learning rate of 1e-12 keeps step 1 where it began."""
     teacher_config = run_utils.config("toy_edm", {"train.num_steps": 2, "seed": 1})  # not our init
     teacher = train.train(teacher_config, str(tmp_path / "edm"))
@@ -77,7 +77,8 @@ def test_consistency_training_starts_from_the_teacher_it_is_given(tmp_path):
     one_step = {"train.num_steps": 1, "optim.lr": 1e-12, "train.ema_rate": 0.0}
     for name in ("ect", "ict"):
         tuned = run_utils.config("toy_ict", one_step | {
-            "objective.name": name, "objective.teacher_workdir": str(tmp_path / "edm")
+            "objective.name": name, "objective.teacher_workdir": str(tmp_path / "edm"),
+            "objective.init_from_teacher": True,
         })
         state = train.train(tuned, str(tmp_path / name))
         assert run_utils.max_difference(run_utils.flat(state.params), teacher_params) < 1e-6

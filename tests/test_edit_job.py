@@ -54,7 +54,7 @@ def test_an_edit_the_run_cannot_make_stops_before_the_checkpoint(tmp_path, case,
 
 def _meanflow():
     config = digits_cd.get_config()
-    config.objective.name = "meanflow"
+    config.objective.name, config.objective.init_from_teacher = "meanflow", False  # as MeanFlow's recipe
     return config
 
 

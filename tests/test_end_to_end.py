@@ -102,7 +102,8 @@ def test_digits_pipeline_scores_the_same_when_the_second_process_evaluates(tmp_p
         tables[concurrent] = pipeline.image_results(configs, evaluations)
     assert tables[True] == tables[False]
     edm = next(r for r in tables[True] if r["stage"] == "edm")
-    assert edm["nfe"] == 7 and edm["frechet_vs_teacher"] == 1.0 and np.isfinite(edm["frechet"])
+    assert edm["nfe"] == 7 and edm["fd_digits_vs_teacher"] == 1.0 and np.isfinite(edm["fd_digits"])
+    assert set(edm) == {"stage", "sampler", "nfe", "fd_digits", "kd_digits", "is_digits", "fd_digits_vs_teacher"}
     assert {(r["stage"], r["sampler"]) for r in tables[True]} == {
         ("edm", "teacher_heun7"), ("cd", "onestep"), ("cd", "2step"), ("ict", "onestep"), ("ict", "2step"),
         ("ect", "onestep"), ("ect", "2step"),

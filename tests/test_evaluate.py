@@ -9,6 +9,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import run_utils
 import tensorflow_datasets as tfds
 
 from consistency_jax.config.schema import get_config
@@ -97,9 +98,11 @@ def _shards(workdir: str, sampler: str) -> dict[str, int]:
 
 
 def _eval_records(workdir: str) -> list[dict]:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        records = [json.loads(line) for line in f]
-    return [r for r in records if any(k.startswith("eval/") for k in r)]
+    path = os.path.join(workdir, evaluate.EVALS_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f]
 
 
 def test_eval_writes_finite_figures_shards_and_records(evaluated):
@@ -108,14 +111,20 @@ def test_eval_writes_finite_figures_shards_and_records(evaluated):
     assert header == (STEPS, "digits", NUM)
     assert list(results["samplers"]) == SAMPLERS
     for figures in results["samplers"].values():
-        assert set(figures) == {"fid", "is", "is_std", "kid", "kid_std"}
+        # named for the digits classifier: fid is Inception's alone
+        assert set(figures) == {"fd_digits", "is_digits", "is_digits_std", "kd_digits", "kd_digits_std"}
         assert all(math.isfinite(v) for v in figures.values()), figures
-        assert figures["fid"] > 0 and 1 <= figures["is"] <= 10
+        assert figures["fd_digits"] > 0 and 1 <= figures["is_digits"] <= 10
     with open(os.path.join(workdir, "eval", "results.json")) as f:
         assert json.load(f) == results
     [record] = _eval_records(workdir)
-    assert record["step"] == STEPS
-    assert record["eval/2step/fid"] == results["samplers"]["2step"]["fid"]
+    assert record["step"] == STEPS and record["feature_net"] == "digits"
+    assert record["2step/fd_digits"] == results["samplers"]["2step"]["fd_digits"]
+    scalars, images = run_utils.tensorboard_events(workdir)
+    assert scalars["eval/2step/fd_digits"] == {STEPS: pytest.approx(record["2step/fd_digits"])}
+    # the training run's final sample grids, and the eval's
+    assert images == {f"{kind}/{sampler}": [STEPS] for kind in ("samples", "eval") for sampler in SAMPLERS}
+    assert {"train/loss", "train/grad_norm", "train/lr", "train/steps_per_sec"} <= set(scalars)
     for sampler in SAMPLERS:
         names = [f"shard_{k:05d}.npz" for k in range(4)]
         assert sorted(_shards(workdir, sampler)) == names + ["spec.json"]
@@ -155,7 +164,9 @@ def test_shards_of_another_config_are_drawn_anew(run, evaluated, tmp_path, monke
     calls = _count_draws(monkeypatch)
     results = evaluate.evaluate(config, workdir)
     assert len(calls) == len(SAMPLERS) * 8
-    assert results["samplers"]["onestep"]["fid"] != evaluated[1]["samplers"]["onestep"]["fid"]
+    assert results["samplers"]["onestep"]["fd_digits"] != evaluated[1]["samplers"]["onestep"]["fd_digits"]
+    [record] = _eval_records(workdir)  # the step's record replaced, in the file and in TensorBoard
+    assert record["onestep/fd_digits"] == results["samplers"]["onestep"]["fd_digits"]
 
 
 def test_reference_statistics_of_the_training_split(tmp_path, monkeypatch):
@@ -235,7 +246,9 @@ def test_eval_at_a_named_step_writes_beside_the_latest_eval(evaluated, tmp_path,
         assert json.load(f) == results
     assert sorted(os.listdir(step_dir)) == sorted(SAMPLERS + ["results.json"])
     assert {s: _shards(workdir, s) for s in SAMPLERS} == latest  # the latest eval's files untouched
-    assert [r["step"] for r in _eval_records(workdir)] == [STEPS, STEPS]
+    assert [r["step"] for r in _eval_records(workdir)] == [STEPS]  # evaluated again: one record
+    scalars, _ = run_utils.tensorboard_events(workdir)  # and one value (a second one fails here)
+    assert list(scalars["eval/onestep/fd_digits"]) == [STEPS]
     assert evaluate.steps_to_evaluate(workdir, "all") == [STEPS]
     assert evaluate.steps_to_evaluate(workdir, "latest") == [None]
     assert evaluate.steps_to_evaluate(workdir, str(STEPS)) == [STEPS]

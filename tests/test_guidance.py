@@ -210,12 +210,12 @@ def test_class_accuracy_and_per_class_frechet():
     feats = rng.normal(size=(400, 2)) + np.repeat([[0.0, 0.0], [3.0, 0.0]], 200, axis=0)
     labels = np.repeat([0, 1], 200)
     ref = evaluate.Reference(np.zeros(2), np.eye(2), feats, labels)
-    figs = evaluate.class_figures(feats, np.eye(2)[labels], labels, ref)
+    figs = evaluate.class_figures(feats, np.eye(2)[labels], labels, ref, "fd_digits")
     assert figs["class_accuracy"] == 1.0
-    assert figs["fid_per_class"]["0"] == pytest.approx(0.0, abs=1e-6)
+    assert figs["fd_digits_per_class"]["0"] == pytest.approx(0.0, abs=1e-6)
     # samples drawn for the wrong classes: each class's samples are the other's images
-    swapped = evaluate.class_figures(feats, np.eye(2)[labels], 1 - labels, ref)
-    assert swapped["class_accuracy"] == 0.0 and swapped["fid_per_class"]["0"] > 8.0
+    swapped = evaluate.class_figures(feats, np.eye(2)[labels], 1 - labels, ref, "fd_digits")
+    assert swapped["class_accuracy"] == 0.0 and swapped["fd_digits_per_class"]["0"] > 8.0
 
 
 def test_a_w_embedding_starts_at_zero_so_a_student_from_its_teacher_is_the_teacher():

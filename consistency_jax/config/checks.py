@@ -21,7 +21,7 @@ from consistency_jax.core.sampling import (
 from consistency_jax.errors import ConfigError
 from consistency_jax.networks import COMPUTE_DTYPES, NETWORKS
 from consistency_jax.training.lock import LOCK_NAME
-from consistency_jax.training.objectives import DISTANCES, OBJECTIVES, needs_teacher
+from consistency_jax.training.objectives import DISTANCES, OBJECTIVES, needs_teacher, starts_from_teacher
 from consistency_jax.training.state import OPTIMIZERS
 
 NAN_POLICIES = ("stop", "skip")
@@ -137,6 +137,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "CD needs a trained teacher: set config.objective.teacher_workdir to the workdir of "
                 "an EDM run (e.g. --config.objective.teacher_workdir=runs/edm)."
             )
+    if starts_from_teacher(config) and not config.objective.teacher_workdir:
+        raise ConfigError(
+            f"objective.init_from_teacher=True: this {config.objective.name} run starts from a trained "
+            "EDM teacher, and none is named. Add --config.objective.teacher_workdir=DIR (the workdir "
+            "of a finished EDM run, e.g. one of configs/*_edm.py), or set "
+            "--config.objective.init_from_teacher=False to start from fresh parameters."
+        )
     if config.objective.name == "lcm":
         _check_lcm(config)
     _check_guidance(config)
@@ -373,9 +380,16 @@ def _normalise(value):
     return json.loads(json.dumps(value))
 
 
+def _with_teacher_start(flat: dict) -> dict:
+    """objective.init_from_teacher as it acts: a run saved when True was the default started from a
+    teacher only if it named one."""
+    key = "objective.init_from_teacher"
+    return flat | {key: False} if key in flat and not flat.get("objective.teacher_workdir") else flat
+
+
 def changed_keys(config: ml_collections.ConfigDict, saved: ml_collections.ConfigDict) -> list[str]:
     """'key (old there, new now)' for each leaf under RESUME_KEYS where `config` differs from `saved`."""
-    old, new = flat_keys(saved), flat_keys(config)
+    old, new = _with_teacher_start(flat_keys(saved)), _with_teacher_start(flat_keys(config))
     under = lambda key: any(key == r or key.startswith(r + ".") for r in RESUME_KEYS)
     keys = [k for k in new if under(k) and k.rsplit(".", 1)[-1] not in EXECUTION_KEYS]
     return [

@@ -93,8 +93,10 @@ def get_config() -> ml_collections.ConfigDict:
     o.guidance_min = 1.0
     o.guidance_max = 1.0
     o.skip = 1  # LCM: the skipping step k, the teacher steps from grid point n + k to n (1: CD)
-    o.teacher_workdir = ""  # CD, LCM, sCD: the trained teacher's workdir (required); others: start from it
-    o.init_from_teacher = True  # start the student (and its EMA) from the teacher in teacher_workdir
+    # the trained EDM teacher's workdir: required by CD, LCM, sCD and init_from_teacher, no default
+    # (the command names it: --config.objective.teacher_workdir=runs/edm)
+    o.teacher_workdir = ""
+    o.init_from_teacher = False  # start the student (and its EMA) from the teacher in teacher_workdir
     o.s0 = 2  # CT/iCT curriculum: initial number of steps (s0)
     o.s1 = 150  # CT/iCT curriculum: final number of steps (s1)
     o.mu0 = 0.9  # CT: initial target EMA rate

@@ -12,7 +12,9 @@ Files, under the run's workdir:
     eval/tradeoff.png                a guided conditional run under the digits classifier: the
                                      Frechet distance against the class accuracy over w
     eval/results.json                the figures of the latest eval
-    metrics.jsonl                    + {"step", "eval/<sampler>/<figure>": value, ...} per eval
+    eval/results.jsonl               {"step", "feature_net", "<sampler>/<figure>": value, ...}: one
+                                     line per evaluated step, replaced when that step is evaluated
+                                     again (also the TensorBoard scalars eval/<sampler>/<figure>)
     eval/step_<step>/...             the same shards and results.json for a checkpoint named by
                                      step (launch.py --eval_steps), so evaluating an older
                                      checkpoint never overwrites the latest one's files
@@ -20,19 +22,20 @@ Files, under the run's workdir:
 Each sampling batch is split over every device of config.parallel's mesh, in every process;
 process 0 writes the files.
 
-Feature networks (eval.feature_net):
-    inception  the FID Inception-v3: FID on pool3, IS on its 1008 logits (10 splits), KID on pool3.
+Feature networks (eval.feature_net) and the names of their figures (FIGURE_NAMES):
+    inception  the FID Inception-v3: `fid` on pool3, `is` on its 1008 logits (10 splits), `kid` on pool3.
     digits     the digits classifier (`load_digits_features`): the same three figures on its 64
-               features and 10 logits, i.e. the Frechet Digits Distance, an IS-like class score
-               (at most 10) and KID. They compare digits runs with each other, never with Inception
-               figures; results.json names the network.
+               features and 10 logits, named for it: `fd_digits` (Frechet distance), `is_digits`
+               (an IS-like class score, at most 10) and `kd_digits` (kernel distance). They compare
+               digits runs with each other, never with Inception figures. Results written before
+               the figures were named for their network call the digits figures fid, is and kid.
 
 Conditional runs: shards also hold the `labels` each sample was drawn for (sample.labels). Under
 the digits classifier, whose logits are the digit classes, the figures add `class_accuracy`
-(the fraction of samples the classifier assigns to their label) and `fid_per_class` (the Frechet
-distance of each class's samples to that class's training images; needs reference `labels`).
-Inception's 1008 logits are ImageNet classes, not CIFAR-10's, so under Inception no class
-accuracy is reported (`class_accuracy` is None).
+(the fraction of samples the classifier assigns to their label) and `fd_digits_per_class` (the
+Frechet distance of each class's samples to that class's training images; needs reference
+`labels`). Inception's 1008 logits are ImageNet classes, not CIFAR-10's, so under Inception no
+class accuracy is reported (`class_accuracy` is None).
 """
 
 import dataclasses
@@ -62,6 +65,7 @@ from consistency_jax.evaluation.metrics import (
 )
 from consistency_jax.evaluation.samples import (
     batch_labels,
+    image_grid,
     is_guided,
     make_sampler,
     sampler_names,
@@ -71,7 +75,7 @@ from consistency_jax.evaluation.samples import (
 from consistency_jax.networks import build_network
 from consistency_jax.networks.pretrained import load_digits_features, load_fid_inception
 from consistency_jax.training import checkpoint, files, parallel
-from consistency_jax.training.log import format_duration
+from consistency_jax.training.log import format_duration, tensorboard
 from consistency_jax.training.state import abstract_state
 
 FEATURE_NETS: dict[str, Callable[[], FeaturesFn]] = {
@@ -79,6 +83,9 @@ FEATURE_NETS: dict[str, Callable[[], FeaturesFn]] = {
     "digits": load_digits_features,
 }
 NET_CHANNELS = {"inception": 3, "digits": 1}  # the image channels each network takes
+# each network's names for its Frechet distance, Inception-type score and kernel distance
+FIGURE_NAMES = {"inception": ("fid", "is", "kid"), "digits": ("fd_digits", "is_digits", "kd_digits")}
+EVALS_FILE = os.path.join("eval", "results.jsonl")
 DIGITS_SIDES = (8, 16)  # 1-channel images of these sizes are evaluated as digits under 'auto'
 EVAL_KEY_FOLD = 3  # the eval key is fold_in(key(seed), 3): 0 init, 1 train, 2 samples
 PROGRESS_EVERY_S = 10.0
@@ -399,14 +406,20 @@ def labels_of_shard(config: ml_collections.ConfigDict, num_classes: int, k: int,
 # --- figures ------------------------------------------------------------------------------------
 
 
+def frechet_key(net: str) -> str:
+    """The name of feature network `net`'s Frechet distance (fid for Inception)."""
+    return FIGURE_NAMES[net][0]
+
+
 def figures(
-    samples: np.ndarray, features_fn: FeaturesFn, reference: Reference, batch_size: int,
-    labels: np.ndarray | None = None, classifies: bool = False,
+    samples: np.ndarray, features_fn: FeaturesFn, reference: Reference, batch_size: int, net: str,
+    labels: np.ndarray | None = None,
 ) -> dict:
-    """FID, IS (10 splits) and KID of uint8 `samples` against `reference`; KID None without
-    reference features. With `labels` (a conditional run) and a feature network whose logits are
-    the data's classes (`classifies`: the digits classifier), also the class accuracy and, where
-    the reference has labels, the Frechet distance of each class (`class_figures`)."""
+    """The Frechet distance, IS (10 splits) and kernel distance of uint8 `samples` against
+    `reference` on feature network `net`, under its FIGURE_NAMES; the kernel distance None
+    without reference features. With `labels` (a conditional run) and a feature network whose
+    logits are the data's classes (the digits classifier), also the class accuracy and, where the
+    reference has labels, the Frechet distance of each class (`class_figures`)."""
     batches = (samples[i : i + batch_size] for i in range(0, len(samples), batch_size))
     features, logits = extract_features(batches, features_fn)
     fid = frechet_distance(*feature_statistics(features), reference.mu, reference.sigma)
@@ -416,9 +429,11 @@ def figures(
         if reference.features is not None
         else (None, None)
     )
-    out = {"fid": fid, "is": is_mean, "is_std": is_std, "kid": kid, "kid_std": kid_std}
+    fd_name, is_name, kd_name = FIGURE_NAMES[net]
+    out = {fd_name: fid, is_name: is_mean, f"{is_name}_std": is_std, kd_name: kid, f"{kd_name}_std": kid_std}
     if labels is not None:
-        out |= class_figures(features, logits, labels, reference) if classifies else {"class_accuracy": None}
+        classifies = net == "digits"
+        out |= class_figures(features, logits, labels, reference, fd_name) if classifies else {"class_accuracy": None}
     return out
 
 
@@ -428,13 +443,13 @@ def class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def class_figures(
-    features: np.ndarray, logits: np.ndarray, labels: np.ndarray, reference: Reference
+    features: np.ndarray, logits: np.ndarray, labels: np.ndarray, reference: Reference, fd_name: str
 ) -> dict:
-    """`class_accuracy`, and `fid_per_class` (class -> the Frechet distance of its samples to
+    """`class_accuracy`, and `<fd_name>_per_class` (class -> the Frechet distance of its samples to
     its reference images) where the reference has labels."""
     out = {"class_accuracy": class_accuracy(logits, labels)}
     if reference.labels is not None:
-        out["fid_per_class"] = {
+        out[f"{fd_name}_per_class"] = {
             str(c): frechet_distance(
                 *feature_statistics(features[labels == c]),
                 *feature_statistics(reference.features[reference.labels == c]),
@@ -444,16 +459,52 @@ def class_figures(
     return out
 
 
-def write_results(workdir: str, eval_dir: str, results: dict) -> None:
-    """eval_dir/results.json, and one record appended to workdir/metrics.jsonl."""
-    _write_json(os.path.join(eval_dir, "results.json"), results)
-    record = {"step": results["step"]} | {
-        f"eval/{sampler}/{key}": value
+def eval_dir(workdir: str, step: int | None) -> str:
+    """Where the eval of the checkpoint at `step` (None: the latest) writes its files."""
+    return os.path.join(workdir, "eval", "" if step is None else f"step_{step:07d}")
+
+
+def results_record(results: dict) -> dict:
+    """An eval's figures as one flat record: step, feature_net, <sampler>/<figure>."""
+    return {"step": results["step"], "feature_net": results["feature_net"]} | {
+        f"{sampler}/{key}": value
         for sampler, values in results["samplers"].items()
         for key, value in values.items()
         if value is not None and not isinstance(value, dict)  # per-class figures: results.json
     }
-    files.append_line(os.path.join(workdir, "metrics.jsonl"), json.dumps(record), "the metrics log")
+
+
+def write_results(workdir: str, directory: str, results: dict) -> bool:
+    """directory/results.json; workdir/EVALS_FILE with this step's record added (or replaced),
+    sorted by step. Whether that record is new (not there with the same figures)."""
+    _write_json(os.path.join(directory, "results.json"), results)
+    record = results_record(results)
+    path = os.path.join(workdir, EVALS_FILE)
+    records = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            records = {r["step"]: r for r in map(json.loads, f.read().splitlines())}
+    if records.get(record["step"]) == record:
+        return False
+    records[record["step"]] = record
+    text = "".join(json.dumps(records[s]) + "\n" for s in sorted(records))
+    _write_atomic(path, lambda f: f.write(text.encode()))
+    return True
+
+
+def board_results(workdir: str, results: dict, grids: dict[str, np.ndarray]) -> None:
+    """The figures as TensorBoard scalars eval/<sampler>/<figure> and each sampler's grid of
+    samples as image eval/<sampler>, at the checkpoint's step."""
+    board = tensorboard(workdir)
+    if board is None:
+        return
+    step = results["step"]
+    for key, value in results_record(results).items():
+        if key not in ("step", "feature_net"):
+            board.add_scalar(f"eval/{key}", value, step)
+    for name, grid in grids.items():
+        board.add_image(f"eval/{name}", grid, step, dataformats="HWC")
+    board.close()
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:
@@ -471,7 +522,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
     checks.check_labels_fit(config, num_classes)
     features_fn = FEATURE_NETS[net]()
     model = build_network(config.network, num_classes)
-    eval_dir = os.path.join(workdir, "eval", "" if step is None else f"step_{step:07d}")
+    directory = eval_dir(workdir, step)
     params, step = restore_ema_params(config, workdir, model, info, step)
     reference = reference_statistics(config, net, features_fn, workdir)
     check_reference(reference, features_fn, info.shape)
@@ -482,22 +533,23 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
         "step": step, "feature_net": net, "num_samples": config.eval.num_samples,
         "reference": reference_path(config, net, workdir), "samplers": {},
     }
+    grids = {}
     for name in sampler_names(config):
-        directory = os.path.join(eval_dir, name)
+        shards = os.path.join(directory, name)
         if _is_writer():
-            prepare_shard_dir(directory, shard_spec(config, name, step))
+            prepare_shard_dir(shards, shard_spec(config, name, step))
         sampler = parallel.sharded_sampler(make_sampler(scfg, model, name, info.shape), mesh)
-        samples, labels = sample_shards(sampler, params, key, directory, config, info.shape, num_classes)
+        samples, labels = sample_shards(sampler, params, key, shards, config, info.shape, num_classes)
+        grids[name] = np.repeat(image_grid(samples[:64]), 3 // info.shape[-1], axis=-1)
         results["samplers"][name] = figures(
-            samples, features_fn, reference, config.eval.feature_batch_size, labels,
-            classifies=net == "digits",
+            samples, features_fn, reference, config.eval.feature_batch_size, net, labels
         )
         logging.info("eval %s at step %d: %s", name, step, results["samplers"][name])
-    if _is_writer():
-        write_results(workdir, eval_dir, results)
-        if is_guided(config) and num_classes and net == "digits":
-            path = os.path.join(eval_dir, "tradeoff.png")
-            _write_atomic(path, lambda f: tradeoff_plot(f, config, results["samplers"]))
+    if _is_writer() and write_results(workdir, directory, results):
+        board_results(workdir, results, grids)
+    if _is_writer() and is_guided(config) and num_classes and net == "digits":
+        path = os.path.join(directory, "tradeoff.png")
+        _write_atomic(path, lambda f: tradeoff_plot(f, config, results["samplers"]))
     return results
 
 
@@ -509,7 +561,7 @@ def tradeoff_plot(path, config: ml_collections.ConfigDict, figs: dict[str, dict]
     lines: dict[str, list[tuple[float, float, float]]] = {}
     for name, values in figs.items():
         base, w = sampler_spec(config, name)
-        lines.setdefault(base, []).append((values["class_accuracy"], values["fid"], w))
+        lines.setdefault(base, []).append((values["class_accuracy"], values["fd_digits"], w))
     for base, points in lines.items():
         acc, fid, ws = zip(*points)
         ax.plot(acc, fid, "o-", label=base)

@@ -20,9 +20,8 @@ from consistency_jax.data import build_dataset, data_info
 from consistency_jax.evaluation import run as evaluate
 from consistency_jax.evaluation import samples, sliced_wasserstein
 from consistency_jax.jobs import train
-from consistency_jax.jobs.teacher import starts_from_teacher
 from consistency_jax.training import checkpoint, compile_cache
-from consistency_jax.training.objectives import needs_teacher
+from consistency_jax.training.objectives import needs_teacher, starts_from_teacher
 
 
 def stage_configs(
@@ -39,7 +38,7 @@ def stage_configs(
         raise ValueError(f"Stages must include a teacher (an EDM stage such as 'edm'), got {stages}.")
     for stage, config in configs.items():
         if config.objective.name != "edm" and uses_teacher(config):
-            config.objective.teacher_workdir = os.path.join(workdir, teacher_stage(configs, stage))
+            config.objective.teacher_workdir = os.path.abspath(os.path.join(workdir, teacher_stage(configs, stage)))
     return configs
 
 
@@ -101,23 +100,26 @@ def vector_results(configs: dict, workdir: str) -> list[dict]:
 
 
 def image_results(configs: dict, evaluations: dict[str, dict]) -> list[dict]:
-    """Each stage's --mode=eval figures (the digits classifier's Frechet distance, KID, IS, and
-    the class accuracy of conditional stages) and the ratio of its Frechet distance to its
-    teacher's 35-evaluation ODE samples' (at the same guidance scale w where the teacher has it)."""
+    """Each stage's --mode=eval figures under their names (on the digits: fd_digits, kd_digits,
+    is_digits; class_accuracy for conditional stages) and the ratio of its Frechet distance to its
+    teacher's ODE samples' (<frechet name>_vs_teacher; at the same guidance scale w where the
+    teacher has it)."""
     rows = []
     for stage, config in configs.items():
         for sampler, figs in evaluations[stage]["samplers"].items():
+            fd, score, kd = evaluate.FIGURE_NAMES[evaluations[stage]["feature_net"]]
             row = {"stage": stage, "sampler": sampler, "nfe": samples.nfe(config, sampler),
-                   "frechet": figs["fid"], "kid": figs["kid"], "is": figs["is"]}
+                   fd: figs[fd], kd: figs[kd], score: figs[score]}
             if figs.get("class_accuracy") is not None:
                 row["class_accuracy"] = figs["class_accuracy"]
             rows.append(row)
     for row in rows:
+        fd = evaluate.frechet_key(evaluations[row["stage"]]["feature_net"])
         teacher = teacher_stage(configs, row["stage"])
         w = samples.sampler_spec(configs[row["stage"]], row["sampler"])[1]
         candidates = [r for r in rows if r["stage"] == teacher]
         same_w = [r for r in candidates if samples.sampler_spec(configs[teacher], r["sampler"])[1] == w]
-        row["frechet_vs_teacher"] = row["frechet"] / (same_w or candidates)[0]["frechet"]
+        row[f"{fd}_vs_teacher"] = row[fd] / (same_w or candidates)[0][fd]
     return rows
 
 
@@ -232,7 +234,8 @@ def run_pipeline(
     preset: dict[str, Callable[[], ml_collections.ConfigDict]], workdir: str, stages: tuple[str, ...],
     concurrent: bool = False, cache_dir: str = "",
 ) -> list[dict]:
-    """Train every stage (teacher first), then write results.json, results.md and samples.png."""
+    """Train every stage (teacher first), then write results.json, results.md and samples.png;
+    the rows of the table."""
     configs = stage_configs(preset, workdir, stages)
     for config in configs.values():
         data_info(config.data)  # every data set is there before any training starts

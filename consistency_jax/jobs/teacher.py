@@ -27,13 +27,6 @@ class Teacher:
     params: object  # the teacher's sampling-EMA parameters
 
 
-def starts_from_teacher(config: ml_collections.ConfigDict) -> bool:
-    """Whether the run starts from the EDM run in objective.teacher_workdir: a CD student, or
-    consistency training (CT, iCT, ECT) from a diffusion model (ECT's diffusion pretraining)."""
-    o = config.objective
-    return o.name != "edm" and o.init_from_teacher and bool(o.teacher_workdir)
-
-
 def load_teacher(config: ml_collections.ConfigDict, info: DataInfo, mesh: Mesh | None = None) -> Teacher:
     """The EDM teacher's EMA parameters from config.objective.teacher_workdir; fails, naming the fix.
 
@@ -78,5 +71,5 @@ def load_teacher(config: ml_collections.ConfigDict, info: DataInfo, mesh: Mesh |
         raise TeacherNotFoundError(f"The teacher run {workdir!r} has no checkpoint. {fix}") from None
     finally:
         manager.close()
-    logging.info("Teacher: %s at step %d.", workdir, int(state.step))
+    logging.info("Teacher: %s at step %d.", os.path.abspath(workdir), int(state.step))
     return Teacher(tconfig, model, state.ema_params)

@@ -14,17 +14,18 @@ from consistency_jax.config import checks
 from consistency_jax.data import DataInfo, build_dataset, data_info, num_labels
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation.samples import write_samples
-from consistency_jax.jobs.teacher import Teacher, load_teacher, starts_from_teacher
+from consistency_jax.jobs.teacher import Teacher, load_teacher
 from consistency_jax.networks import build_network
 from consistency_jax.training import checkpoint, files, lock, parallel
-from consistency_jax.training.log import MetricsLog
-from consistency_jax.training.objectives import make_objective, needs_teacher
+from consistency_jax.training.log import MetricsLog, board_png
+from consistency_jax.training.objectives import make_objective, needs_teacher, starts_from_teacher
 from consistency_jax.training.state import (
     TrainState,
     abstract_state,
     create_train_state,
     example_input,
     init_params,
+    learning_rate,
     make_optimizer,
 )
 from consistency_jax.training.step import make_train_step
@@ -130,7 +131,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
             ema_warmup=t.ema_warmup, shardings=(shardings, parallel.replicated(mesh)),
             steps_per_call=t.steps_per_dispatch,
         )
-        log = MetricsLog(workdir, t.num_steps, t.nan_policy, manager, start=int(state.step))
+        log = MetricsLog(
+            workdir, t.num_steps, t.nan_policy, manager, start=int(state.step),
+            lr=learning_rate(config.optim),
+        )
         train_key = jax.random.fold_in(key, 1)
         k = t.steps_per_dispatch
         stopped = None
@@ -154,13 +158,24 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
                         stopped = done
                         break
                     if t.sample_every and done % t.sample_every == 0 and done != t.num_steps:
-                        write_samples(config, workdir, model, state.ema_params, info, tag=f"_{done:07d}")
+                        paths = write_samples(config, workdir, model, state.ema_params, info, tag=f"_{done:07d}")
+                        log_samples(log.board, paths, done)
             finally:
                 checkpoint.finish(manager)
         if stopped is not None or preemption.signum is not None:
             raise checkpoint.Preempted(int(state.step), preemption.signum or signal.SIGTERM)
-        write_samples(config, workdir, model, state.ema_params, info)
+        log_samples(log.board, write_samples(config, workdir, model, state.ema_params, info), int(state.step))
+        log.close()
         return state
+
+
+def log_samples(board, paths: dict[str, str], step: int) -> None:
+    """Each sampler's grid or plot (the PNG beside its .npz) as TensorBoard image samples/<sampler>."""
+    if board is None:
+        return
+    for name, path in paths.items():
+        board_png(board, f"samples/{name}", path.removesuffix(".npz") + ".png", step)
+    board.flush()
 
 
 def next_batches(data_iter: Any, k: int) -> dict:

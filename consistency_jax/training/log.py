@@ -1,13 +1,28 @@
-"""Progress of a run: the JSONL metrics log, the progress line, and the non-finite-loss stop."""
+"""Progress of a run: the JSONL metrics log, TensorBoard, the progress line (rate and ETA), and
+the non-finite-loss stop."""
 
+import collections
 import json
 import os
 import time
+from collections.abc import Callable
 
 import jax
+import numpy as np
 from absl import logging
+from matplotlib.image import imread
 
 from consistency_jax.training import files, parallel
+
+try:
+    from tensorboardX import SummaryWriter
+except ImportError:  # TensorBoard where installed (requirements.txt pins tensorboardX)
+    SummaryWriter = None
+
+TB_DIR = "tensorboard"  # workdir/tensorboard: the event files of every job of the run
+RATE_WINDOW = 10  # the rate is measured over this many of the latest log points
+# metrics averaged over the log interval; the others are the interval's last value
+AVERAGED = ("loss", "grad_norm")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -19,6 +34,48 @@ def format_duration(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class StepRate:
+    """Steps per second over the latest log points (a window of RATE_WINDOW), so a slow first
+    step (compilation) stops counting once it is out of the window, and the ETA from it.
+
+    `mark(step, now)` records that `step` steps were done at time `now`; the first mark should
+    come after the first step, so no interval holds the compilation."""
+
+    def __init__(self, window: int = RATE_WINDOW):
+        self.points: collections.deque[tuple[int, float]] = collections.deque(maxlen=window + 1)
+
+    def mark(self, step: int, now: float) -> None:
+        self.points.append((step, now))
+
+    def rate(self) -> float | None:
+        """Steps per second between the oldest and newest point in the window (None before two)."""
+        if len(self.points) < 2:
+            return None
+        (s0, t0), (s1, t1) = self.points[0], self.points[-1]
+        return (s1 - s0) / max(t1 - t0, 1e-9)
+
+    def eta(self, remaining: int) -> float | None:
+        """Seconds for `remaining` more steps at `rate` (None while it is not known)."""
+        rate = self.rate()
+        return None if rate is None else remaining / max(rate, 1e-9)
+
+
+def tensorboard(workdir: str, purge_from: int | None = None):
+    """A TensorBoard writer appending to workdir/TB_DIR (process 0; None elsewhere or without
+    tensorboardX). With `purge_from`, TensorBoard drops the events of earlier files at steps >=
+    it (the steps a resumed run trains again), so every step has one value."""
+    if SummaryWriter is None or not parallel.is_main_process():
+        return None
+    # the suffix orders two writers started within one second (the name has whole seconds)
+    return SummaryWriter(os.path.join(workdir, TB_DIR), purge_step=purge_from, filename_suffix=f".{time.time_ns()}")
+
+
+def board_png(writer, tag: str, path: str, step: int) -> None:
+    """The PNG at `path` (a sample grid or plot) as TensorBoard image `tag` at `step`."""
+    image = imread(path)
+    writer.add_image(tag, np.asarray(image[..., :3] * 255, np.uint8), step, dataformats="HWC")
 
 
 def _records_up_to(path: str, step: int) -> tuple[list[str], bool]:
@@ -38,18 +95,30 @@ def _records_up_to(path: str, step: int) -> tuple[list[str], bool]:
 
 
 class MetricsLog:
-    """Collects per-step metrics on device; on flush checks finiteness, and (process 0) appends
-    JSONL and prints. Every process checks, so all stop at the same step.
+    """Collects per-step metrics on device; on flush checks finiteness, and (process 0) appends a
+    JSONL record and TensorBoard scalars, and logs the progress line. Every process checks, so
+    all stop at the same step.
+
+    A record holds the step, `loss` and `grad_norm` averaged over the steps since the last one,
+    the other metrics at its last step, the learning rate `lr` (a constant or an optax schedule), and
+    `steps_per_sec` over the recent steps (StepRate; absent until known).
 
     A run resumed at step `start` first drops the log's records of later steps (they are trained
-    again), so every step has one record."""
+    again), and TensorBoard purges them, so every step has one record."""
 
-    def __init__(self, workdir: str, total_steps: int, nan_policy: str, manager, start: int = 0):
+    def __init__(
+        self, workdir: str, total_steps: int, nan_policy: str, manager, start: int = 0,
+        lr: float | Callable[[int], float] | None = None,
+    ):
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.total, self.nan_policy, self.manager = total_steps, nan_policy, manager
+        self.lr = lr
         self.pending: list[tuple[int, dict, int]] = []
-        self.t0, self.step0 = time.perf_counter(), None
+        self.step0 = None
+        self.rate = StepRate()
         self.flushed = False
+        resumed = os.path.isdir(os.path.join(workdir, TB_DIR))
+        self.board = tensorboard(workdir, start + 1 if resumed else None)
         if parallel.is_main_process() and os.path.exists(self.path):
             kept, dropped = _records_up_to(self.path, start)
             if dropped:
@@ -58,9 +127,16 @@ class MetricsLog:
 
     def add(self, step: int, metrics: dict, steps: int = 1) -> None:
         """Metrics of step `step`, or (`steps` > 1) of steps step.. on a leading axis."""
-        if self.step0 is None:
+        if self.step0 is None:  # the first call compiles: time the rate from its end
             self.step0 = step
+            jax.block_until_ready(metrics)
+            self.rate.mark(step + steps, time.perf_counter())
         self.pending.append((step, metrics, steps))
+
+    def close(self) -> None:
+        """Close the TensorBoard event file."""
+        if self.board is not None:
+            self.board.close()
 
     def _last_checkpoint(self) -> str:
         step = self.manager.latest_step()
@@ -94,17 +170,35 @@ class MetricsLog:
                 f"optim.grad_clip, or set train.nan_policy=skip to skip such steps.{self._after_resume()}"
             )
         self.flushed = True
+        done = steps[-1] + 1
+        if done > self.rate.points[-1][0]:
+            self.rate.mark(done, time.perf_counter())
         if not parallel.is_main_process():
             return
-        now = time.perf_counter()
-        rate = (steps[-1] + 1 - self.step0) / max(now - self.t0, 1e-9)
-        last = {k: float(v) for k, v in host[-1].items()}
-        record = {"step": steps[-1] + 1, **last, "steps_per_sec": rate, "skipped": len(bad)}
+        record = interval_record(done, host, self.rate.rate(), len(bad))
+        if self.lr is not None:
+            record["lr"] = float(self.lr(steps[-1]) if callable(self.lr) else self.lr)
         files.append_line(self.path, json.dumps(record), "the metrics log")
-        extra = f" N {int(last['num_scales'])} mu {last['target_ema']:.5f}" if "num_scales" in last else ""
-        extra += f" stage {int(last['ect_stage'])}" if "ect_stage" in last else ""
-        eta = format_duration((self.total - steps[-1] - 1) / max(rate, 1e-9))
-        logging.info(
-            "step %d/%d loss %.5g%s %.1f steps/s ETA %s", steps[-1] + 1, self.total,
-            last["loss"], extra, rate, eta,
-        )
+        if self.board is not None:
+            for key, value in record.items():
+                if key != "step":
+                    self.board.add_scalar(f"train/{key}", value, done)
+            self.board.flush()  # on disk at every log point, whatever ends the run
+        logging.info("%s", progress_line(record, self.total, self.rate.eta(self.total - done)))
+
+
+def interval_record(done: int, host: list[dict], rate: float | None, skipped: int) -> dict:
+    """The record of the steps in `host` (ending with step `done`): AVERAGED metrics averaged over
+    the finite steps, the others at the last step."""
+    finite = [m for m in host if m["finite"]] or host
+    record = {"step": done} | {k: float(v) for k, v in host[-1].items()}
+    record |= {k: float(np.mean([m[k] for m in finite])) for k in AVERAGED if k in record}
+    return record | ({"steps_per_sec": rate} if rate is not None else {}) | {"skipped": skipped}
+
+
+def progress_line(record: dict, total: int, eta: float | None) -> str:
+    """step 300/2000 loss 0.0123 (mean of the interval), curriculum, rate and ETA."""
+    extra = f" N {int(record['num_scales'])} mu {record['target_ema']:.5f}" if "num_scales" in record else ""
+    extra += f" stage {int(record['ect_stage'])}" if "ect_stage" in record else ""
+    rate = f" {record['steps_per_sec']:.1f} steps/s ETA {format_duration(eta)}" if eta is not None else ""
+    return f"step {record['step']}/{total} loss {record['loss']:.5g}{extra}{rate}"

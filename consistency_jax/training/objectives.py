@@ -342,6 +342,12 @@ def needs_teacher(name: str) -> bool:
     return name in ("cd", "lcm", "scd")
 
 
+def starts_from_teacher(config: ml_collections.ConfigDict) -> bool:
+    """Whether the run starts from the EDM run in objective.teacher_workdir: a CD student, or
+    consistency training (CT, iCT, ECT, sCT) from a diffusion model (ECT's diffusion pretraining)."""
+    return config.objective.name != "edm" and config.objective.init_from_teacher
+
+
 def make_distance(o: ml_collections.ConfigDict, dim: int) -> Distance:
     """The distance named by `o.distance` (config.objective) for data of `dim` dimensions."""
     if o.distance not in DISTANCES:
