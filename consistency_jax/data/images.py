@@ -146,9 +146,10 @@ def _host_port(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def _prepare(builder: tfds.core.DatasetBuilder) -> None:
-    """Download and convert a TFDS data set to array_record (needs TensorFlow and network)."""
-    name, data_dir = builder.name, str(builder.data_dir)
+def _prepare(builder: tfds.core.DatasetBuilder, name: str) -> None:
+    """Download and convert a TFDS data set, `name` as configured (e.g. imagenet_resized/64x64), to
+    array_record (needs TensorFlow and network)."""
+    data_dir = str(builder.data_dir)
     if not _tensorflow_installed():
         raise _unavailable(name, data_dir, "TensorFlow, needed once to prepare it, is missing")
     logging.info(
@@ -175,7 +176,7 @@ def tfds_source(name: str, split: str, data_dir: str) -> Any:
             f"and not a TFDS data set (see tfds.list_builders()); fix --config.data.name."
         ) from None
     if not builder.is_prepared():
-        _prepare(builder)
+        _prepare(builder, name)
     return tfds.data_source(
         name,
         split=split,
