@@ -243,6 +243,7 @@ def test_guidance_on_an_unconditional_run_is_refused(tmp_path):
         train.train(config, str(tmp_path / "run"))
     cd = toy_cd.get_config()
     cd.data.conditional, cd.sample.guidance = True, (2.0,)
+    cd.objective.teacher_workdir = str(tmp_path / "edm")
     with pytest.raises(ConfigError, match="objective 'cd' takes no guidance scale"):
         checks.validate(cd)
     assert not (tmp_path / "run").exists()
