@@ -119,11 +119,16 @@ def network_config(name: str):
     return c.network
 
 
-def random_params(model):
+def param_shapes(model):
     x = np.zeros((1, RES, RES, 3), np.float32)
-    params = model.init(jax.random.key(1), x, np.zeros(1, np.float32), np.zeros(1, np.int32))["params"]
-    keys = iter(jax.random.split(jax.random.key(2), len(jax.tree.leaves(params))))
-    return jax.tree.map(lambda p: 0.1 * jax.random.normal(next(keys), p.shape), params)  # no zero layers
+    init = lambda: model.init(jax.random.key(1), x, np.zeros(1, np.float32), np.zeros(1, np.int32))
+    return jax.eval_shape(init)["params"]
+
+
+def random_params(model):
+    """Every parameter drawn at random (zero-initialised layers too), without running the model."""
+    rng = np.random.default_rng(2)
+    return jax.tree.map(lambda s: 0.1 * rng.normal(size=s.shape).astype(np.float32), param_shapes(model))
 
 
 def kwargs_of(name: str) -> dict:
@@ -131,11 +136,13 @@ def kwargs_of(name: str) -> dict:
     return {**kw, "dropout": 0.0, "augment_dim": 9, **SONG.get(name, {})}
 
 
-def outputs(model, params):
+def outputs(model, *trees):
+    """The network's outputs at each parameter tree (labels 0, 3, 9 and the null label)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4, RES, RES, 3)).astype(np.float32)
     c_noise = np.array([-1.0, 0.0, 0.5, 2.0], np.float32)
-    return np.asarray(model.apply({"params": params}, x, c_noise, np.array([0, 3, 9, LABELS])))
+    apply = jax.jit(lambda p: model.apply({"params": p}, x, c_noise, np.array([0, 3, 9, LABELS])))
+    return [np.asarray(apply(p)) for p in trees]
 
 
 @pytest.mark.parametrize("name", ["ddpmpp", "ncsnpp", "adm"])
@@ -149,9 +156,9 @@ def test_a_pickled_network_gives_the_outputs_of_its_parameters(tmp_path, name):
     write_pickle(tmp_path / "net.pkl", tensors, "DhariwalUNet" if name == "adm" else "SongUNet", kwargs_of(name))
     net = edm_pickle.load_edm_pickle(str(tmp_path / "net.pkl"))
     assert edm_pickle.network_settings(net)["name"] == name
-    shapes = jax.eval_shape(lambda: params)
-    imported = edm_pickle.flax_params(net, shapes)
-    np.testing.assert_allclose(outputs(model, imported), outputs(model, params), rtol=1e-5, atol=1e-5)
+    imported = edm_pickle.flax_params(net, param_shapes(model))
+    ours, direct = outputs(model, imported, params)
+    np.testing.assert_allclose(ours, direct, rtol=1e-5, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +168,7 @@ def ddpmpp_tensors():
 
 def _import(path) -> None:
     net = edm_pickle.load_edm_pickle(str(path))
-    model = build_network(network_config("ddpmpp"), LABELS)
-    x = np.zeros((1, RES, RES, 3), np.float32)
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, np.zeros(1), np.zeros(1, np.int32))["params"])
-    edm_pickle.flax_params(net, shapes)
+    edm_pickle.flax_params(net, param_shapes(build_network(network_config("ddpmpp"), LABELS)))
 
 
 def test_an_unknown_or_misshaped_tensor_is_refused_by_name(tmp_path, ddpmpp_tensors):
