@@ -56,10 +56,11 @@ class Persistent:
 
 
 def _module_state(tensors: dict, children: dict) -> dict:
+    buffer = lambda n: n == "resample_filter"
     params = collections.OrderedDict(
-        (n, torch.nn.Parameter(torch.tensor(v), requires_grad=False)) for n, v in tensors.items() if n != "resample_filter"
+        (n, torch.nn.Parameter(torch.tensor(v), requires_grad=False)) for n, v in tensors.items() if not buffer(n)
     )
-    buffers = collections.OrderedDict((n, torch.tensor(v)) for n, v in tensors.items() if n == "resample_filter")
+    buffers = collections.OrderedDict((n, torch.tensor(v)) for n, v in tensors.items() if buffer(n))
     return dict(training=False, _parameters=params, _buffers=buffers, _modules=collections.OrderedDict(children))
 
 
@@ -215,4 +216,5 @@ def test_convert_writes_a_teacher_run_without_importing_torch(tmp_path, ddpmpp_t
     ours = edm_tensors(jax.device_get(teacher.params))
     for name, value in ours.items():
         np.testing.assert_allclose(value, ddpmpp_tensors[name], rtol=1e-6, atol=1e-7, err_msg=name)
-    assert convert.main([str(tmp_path / "net.pkl"), f"--out={tmp_path / 'run'}", "--config=configs/cifar10_edm.py"]) == 2
+    argv = [str(tmp_path / "net.pkl"), f"--out={tmp_path / 'run'}", "--config=configs/edm_cifar10_uncond_vp.py"]
+    assert convert.main(argv) == 2  # the workdir already holds a run

@@ -81,7 +81,7 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise ConfigError(f"--config: {path!r} has no get_config(); give a run's config such as configs/cifar10_edm.py.")
+        raise ConfigError(f"--config: {path!r} has no get_config(); give a run's config (configs/edm_*.py).")
     return module.get_config()
 
 

@@ -171,7 +171,9 @@ def load_edm_pickle(path: str) -> EDMNetwork:
 # Our network name -> the SongUNet settings that make it (networks/__init__.py _ddpmpp, _ncsnpp).
 _SONG_ARCHS = {
     "ddpmpp": dict(channel_mult_noise=1, resample_filter=[1, 1], encoder_type="standard", decoder_type="standard"),
-    "ncsnpp": dict(channel_mult_noise=2, resample_filter=[1, 3, 3, 1], encoder_type="residual", decoder_type="standard"),
+    "ncsnpp": dict(
+        channel_mult_noise=2, resample_filter=[1, 3, 3, 1], encoder_type="residual", decoder_type="standard"
+    ),
 }
 
 
