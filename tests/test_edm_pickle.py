@@ -89,7 +89,7 @@ def edm_tensors(params) -> dict:
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         keys = [p.key for p in path]
-        module, leaf = edm_pickle._edm_name(keys[:-1]), np.asarray(leaf)
+        module, leaf = edm_pickle.edm_module_name(keys[:-1]), np.asarray(leaf)
         if keys[-1] == "embedding":
             out[f"{module}.bias"] = leaf[-1]
             out[f"{module}.weight"] = ((leaf[:-1] - leaf[-1]) / math.sqrt(leaf.shape[0] - 1)).T
@@ -197,24 +197,27 @@ def test_other_preconds_and_foreign_globals_are_refused(tmp_path, ddpmpp_tensors
         edm_pickle.load_edm_pickle(str(tmp_path / "evil.pkl"))
 
 
-def test_convert_writes_a_teacher_run_without_importing_torch(tmp_path, ddpmpp_tensors):
+def test_the_reader_imports_no_torch(tmp_path, ddpmpp_tensors):
     write_pickle(tmp_path / "net.pkl", ddpmpp_tensors, "SongUNet", kwargs_of("ddpmpp"))
-    config = schema.get_config()
-    config.data.name = "cifar10"
     code = (
-        "import sys\nfrom consistency_jax.config import schema\nfrom consistency_jax.jobs import convert\n"
-        "c = schema.get_config(); c.data.name = 'cifar10'\n"
-        f"convert.convert({str(tmp_path / 'net.pkl')!r}, c, {str(tmp_path / 'run')!r})\n"
+        "import sys\nfrom consistency_jax.networks.pretrained import edm_pickle\n"
+        f"net = edm_pickle.load_edm_pickle({str(tmp_path / 'net.pkl')!r})\n"
+        "assert net.tensors['map_layer0.weight'].shape == (64, 16)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-    student = convert.teacher_config(config, edm_pickle.load_edm_pickle(str(tmp_path / "net.pkl")))
+
+
+def test_convert_writes_a_run_the_teacher_loader_accepts(tmp_path, ddpmpp_tensors):
+    write_pickle(tmp_path / "net.pkl", ddpmpp_tensors, "SongUNet", kwargs_of("ddpmpp"))
+    config = schema.get_config()
+    config.data.name = "cifar10"
+    student = convert.convert(str(tmp_path / "net.pkl"), config, str(tmp_path / "run"))
     student.objective.name, student.objective.teacher_workdir = "cd", str(tmp_path / "run")
     info = DataInfo(shape=(RES, RES, 3), num_classes=LABELS, num_examples=1)
     teacher = load_teacher(student, info)
     assert teacher.config.network.name == "ddpmpp" and teacher.config.data.conditional
-    ours = edm_tensors(jax.device_get(teacher.params))
-    for name, value in ours.items():
+    for name, value in edm_tensors(jax.device_get(teacher.params)).items():
         np.testing.assert_allclose(value, ddpmpp_tensors[name], rtol=1e-6, atol=1e-7, err_msg=name)
     argv = [str(tmp_path / "net.pkl"), f"--out={tmp_path / 'run'}", "--config=configs/edm_cifar10_uncond_vp.py"]
     assert convert.main(argv) == 2  # the workdir already holds a run

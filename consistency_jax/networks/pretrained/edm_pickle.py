@@ -195,7 +195,7 @@ def network_settings(net: EDMNetwork) -> dict:
     return {"name": name, "dropout": float(k["dropout"]), **extra, "unet": unet}
 
 
-def _edm_name(keys: list[str]) -> str:
+def edm_module_name(keys: list[str]) -> str:
     """Our parameter path -> EDM's module path: enc_16x16_block0/conv0 -> enc.16x16_block0.conv0."""
     module = keys[0]
     if module.startswith(("enc_", "dec_")):
@@ -214,7 +214,7 @@ def _take(tensors: dict[str, np.ndarray], used: set[str], name: str) -> np.ndarr
 def _flax_leaf(keys: list[str], tensors: dict[str, np.ndarray], used: set[str]) -> np.ndarray:
     """Our parameter at `keys` from EDM's tensors: OIHW -> HWIO, (out, in) -> (in, out),
     GroupNorm weight -> scale; SongUNet's label map as embedding rows."""
-    module, leaf = _edm_name(keys[:-1]), keys[-1]
+    module, leaf = edm_module_name(keys[:-1]), keys[-1]
     if leaf == "embedding":  # SongUNet: map_label(sqrt(L) one_hot) = sqrt(L) W[:, i] + b; null: b
         w, b = _take(tensors, used, f"{module}.weight"), _take(tensors, used, f"{module}.bias")
         return np.concatenate([math.sqrt(w.shape[1]) * w.T + b, b[None]]).astype(np.float32)
