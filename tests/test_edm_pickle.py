@@ -202,12 +202,13 @@ def test_the_reader_imports_no_torch(tmp_path, ddpmpp_tensors):
     code = (
         "import sys\nfrom consistency_jax.networks.pretrained import edm_pickle\n"
         f"net = edm_pickle.load_edm_pickle({str(tmp_path / 'net.pkl')!r})\n"
-        "assert net.tensors['map_layer0.weight'].shape == (64, 16)\n"
+        "assert net.tensors['map_layer0.weight'].shape == (32, 16)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow  # an orbax save and restore: ~110 s on two shared cores
 def test_convert_writes_a_run_the_teacher_loader_accepts(tmp_path, ddpmpp_tensors):
     write_pickle(tmp_path / "net.pkl", ddpmpp_tensors, "SongUNet", kwargs_of("ddpmpp"))
     config = schema.get_config()
@@ -219,5 +220,17 @@ def test_convert_writes_a_run_the_teacher_loader_accepts(tmp_path, ddpmpp_tensor
     assert teacher.config.network.name == "ddpmpp" and teacher.config.data.conditional
     for name, value in edm_tensors(jax.device_get(teacher.params)).items():
         np.testing.assert_allclose(value, ddpmpp_tensors[name], rtol=1e-6, atol=1e-7, err_msg=name)
-    argv = [str(tmp_path / "net.pkl"), f"--out={tmp_path / 'run'}", "--config=configs/edm_cifar10_uncond_vp.py"]
-    assert convert.main(argv) == 2  # the workdir already holds a run
+
+
+def test_convert_refuses_a_used_workdir_a_missing_file_and_a_foreign_class(tmp_path, ddpmpp_tensors, capsys):
+    config = "--config=configs/edm_cifar10_uncond_vp.py"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    assert convert.main([str(tmp_path / "net.pkl"), f"--out={tmp_path / 'run'}", config]) == 2
+    assert convert.main([str(tmp_path / "none.pkl"), f"--out={tmp_path / 'new'}", config]) == 2
+    write_pickle(tmp_path / "ve.pkl", ddpmpp_tensors, "SongUNet", kwargs_of("ddpmpp"), precond="VEPrecond")
+    assert convert.main([str(tmp_path / "ve.pkl"), f"--out={tmp_path / 'new'}", config]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert [e.split(":")[0] for e in errors] == ["error"] * 3, errors
+    assert "already holds a run" in errors[0] and "No file" in errors[1] and "VEPrecond" in errors[2]
+    assert not (tmp_path / "new").exists()
