@@ -208,7 +208,7 @@ def test_the_reader_imports_no_torch(tmp_path, ddpmpp_tensors):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.slow  # an orbax save and restore: ~110 s on two shared cores
+@pytest.mark.slow  # an orbax save and restore: 45-110 s on two shared cores
 def test_convert_writes_a_run_the_teacher_loader_accepts(tmp_path, ddpmpp_tensors):
     write_pickle(tmp_path / "net.pkl", ddpmpp_tensors, "SongUNet", kwargs_of("ddpmpp"))
     config = schema.get_config()
