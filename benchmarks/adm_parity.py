@@ -18,16 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from consistency_jax.networks.adm import DhariwalUNet
+from consistency_jax.networks.pretrained.edm_pickle import edm_module_name
 
 
 def _torch_name(path) -> tuple[str, str]:
     """Our parameter path -> (EDM module path, EDM parameter name)."""
     keys = [k.key for k in path]
-    module = keys[0]
-    if module.startswith(("enc_", "dec_")):
-        side, rest = module.split("_", 1)
-        module = f"{side}.{rest}"  # enc_8x8_block0 -> enc.8x8_block0
-    return ".".join([module, *keys[1:-1]]), {"kernel": "weight", "bias": "bias", "scale": "weight"}[keys[-1]]
+    return edm_module_name(keys[:-1]), {"kernel": "weight", "bias": "bias", "scale": "weight"}[keys[-1]]
 
 
 def main() -> None:

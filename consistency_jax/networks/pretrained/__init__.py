@@ -1,6 +1,6 @@
 """Frozen networks read from published weights without PyTorch: the FID Inception-v3, LPIPS-VGG
 and the shipped digits classifier (`torch_checkpoint` reads PyTorch files, `weights` fetches and
-checks them)."""
+checks them); `edm_pickle` reads NVlabs/edm network pickles."""
 
 from consistency_jax.networks.pretrained.digits import load_digits_features
 from consistency_jax.networks.pretrained.inception import load_fid_inception

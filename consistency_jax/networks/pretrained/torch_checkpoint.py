@@ -61,7 +61,7 @@ class _StorageView:
 
 
 @dataclasses.dataclass
-class _PendingTensor:
+class PendingTensor:
     storage: _Storage | _StorageView
     offset: int
     size: tuple[int, ...]
@@ -76,32 +76,42 @@ class _PendingTensor:
         return np.array(view)
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, *unused) -> _PendingTensor:
-    return _PendingTensor(storage, storage_offset, tuple(size), tuple(stride))
+def rebuild_tensor(storage, storage_offset, size, stride, *unused) -> PendingTensor:
+    return PendingTensor(storage, storage_offset, tuple(size), tuple(stride))
 
 
-def _rebuild_parameter(data, *unused):
+def rebuild_parameter(data, *unused):
     return data
 
 
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_tensor"): rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
     **{(module, name): name for module in ("torch", "torch.cuda") for name in _STORAGE_DTYPES},
 }
 
 
-class _StateDictUnpickler(pickle.Unpickler):
-    def __init__(self, file: IO[bytes], persistent_load: Callable[[tuple], Any]):
+class RestrictedUnpickler(pickle.Unpickler):
+    """An Unpickler that resolves only the globals of `allowed` ((module, name) -> object) and
+    refuses any other, naming it; `what` names the kind of file in that message."""
+
+    def __init__(
+        self,
+        file: IO[bytes],
+        persistent_load: Callable[[tuple], Any],
+        allowed: dict[tuple[str, str], Any] = _ALLOWED_GLOBALS,
+        what: str = "a state_dict file",
+    ):
         super().__init__(file, encoding="latin1")  # legacy files may hold Python 2 strings
         self._persistent_load = persistent_load
+        self._allowed, self._what = allowed, what
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a state_dict file")
-        return _ALLOWED_GLOBALS[(module, name)]
+        if (module, name) not in self._allowed:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in {self._what}")
+        return self._allowed[(module, name)]
 
     def persistent_load(self, pid: tuple) -> Any:
         return self._persistent_load(pid)
@@ -129,7 +139,7 @@ def _storage_loader(storages: dict[str, _Storage]) -> Callable[[tuple], _Storage
 
 
 def _materialize(obj: Any) -> Any:
-    if isinstance(obj, _PendingTensor):
+    if isinstance(obj, PendingTensor):
         return obj.materialize()
     if isinstance(obj, dict):
         return {k: _materialize(v) for k, v in obj.items()}
@@ -148,14 +158,15 @@ def _load_zip(file: IO[bytes]) -> Any:
             raise ValueError("big-endian torch checkpoints are not supported")
         storages: dict[str, _Storage] = {}
         with archive.open(pickle_name) as f:
-            result = _StateDictUnpickler(f, _storage_loader(storages)).load()
+            result = RestrictedUnpickler(f, _storage_loader(storages)).load()
         for key, storage in storages.items():
             data = archive.read(f"{prefix}data/{key}")
             storage.array = np.frombuffer(data, storage.dtype, count=storage.numel)
     return result
 
 
-def _load_legacy(file: IO[bytes]) -> Any:
+def load_legacy(file: IO[bytes]) -> Any:
+    """The object of a legacy-format `torch.save` file, its storages filled, tensors pending."""
     if pickle.load(file) != _LEGACY_MAGIC_NUMBER:
         raise ValueError("not a PyTorch checkpoint (wrong magic number)")
     if pickle.load(file) != _LEGACY_PROTOCOL_VERSION:
@@ -163,7 +174,7 @@ def _load_legacy(file: IO[bytes]) -> Any:
     if not pickle.load(file, encoding="latin1").get("little_endian", True):
         raise ValueError("big-endian torch checkpoints are not supported")
     storages: dict[str, _Storage] = {}
-    result = _StateDictUnpickler(file, _storage_loader(storages)).load()
+    result = RestrictedUnpickler(file, _storage_loader(storages)).load()
     for key in pickle.load(file, encoding="latin1"):
         storage = storages[_as_str(key)]
         (numel,) = struct.unpack("<q", file.read(8))
@@ -177,7 +188,7 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     with open(path, "rb") as f:
         is_zip = zipfile.is_zipfile(f)
         f.seek(0)
-        result = _load_zip(f) if is_zip else _load_legacy(f)
+        result = _load_zip(f) if is_zip else load_legacy(f)
     return dict(_materialize(result))
 
 
