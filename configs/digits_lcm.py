@@ -3,8 +3,10 @@ student takes w (a w-embedding), skipping step k = 2 on a 25-point grid, target 
 
 Run: python launch.py --config=configs/digits_lcm.py --workdir=runs/digits/lcm \
          --config.objective.teacher_workdir=runs/digits/edm_cond
-4000 steps as digits_cd.py; samples at 1, 2, 4 steps for w = 1, 2, 4. Result:
-docs/results.md#guidance.
+4000 steps as digits_cd.py; samples at 1, 2, 4 steps for w = 1, 2, 4. Result, one run cut to
+1000 steps, 2000 eval samples, w = 2: Frechet 8.79 / 6.87 / 6.45 at 1 / 2 / 4 steps (1.34x / 1.05x
+/ 0.99x the teacher's at w = 2), class accuracy 1.000 / 1.000 / 0.9995; the student barely follows w
+(Frechet 6.2-9.4 over w = 1-4, the teacher's 0.61-23), docs/results.md#guidance.
 """
 
 from configs.digits import base_config
