@@ -29,6 +29,7 @@ def toy_rows(tmp_path_factory):
     return {(r["stage"], r["sampler"]): r for r in pipeline.vector_results(configs, workdir)}, workdir
 
 
+@pytest.mark.slow
 def test_teacher_ode_samples_match_the_data(toy_rows):
     rows, _ = toy_rows
     floor = rows[("data", "second data sample")]["sw_data"]
@@ -88,6 +89,7 @@ def tiny_digits_configs(workdir: str) -> dict:
     return configs
 
 
+@pytest.mark.slow
 def test_digits_pipeline_scores_the_same_when_the_second_process_evaluates(tmp_path):
     """Concurrent: iCT trains and is scored in the second process, which then trains ECT from the
     teacher, scores it and scores the teacher while the first trains CD; the figures equal those

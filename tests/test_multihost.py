@@ -7,6 +7,7 @@ import re
 import subprocess
 
 import numpy as np
+import pytest
 import run_utils
 
 NUM_PROCESSES = 2
@@ -76,6 +77,7 @@ def test_toy_on_two_processes(tmp_path):
     assert samples[0] == samples[1] == ["teacher_heun7.npz", "teacher_heun7.png"]
 
 
+@pytest.mark.slow
 def test_tiny_image_model_on_two_processes(tmp_path):
     """DDPM++ at width 16 on the digits, the batch of 8 split 4 + 4 over the processes."""
     _stop_and_resume("toy_edm", run_utils.DIGITS, tmp_path, logged_before_stop=1)

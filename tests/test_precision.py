@@ -131,6 +131,7 @@ def test_optimizer_state_and_parameters_stay_float32_in_bfloat16():
     }
 
 
+@pytest.mark.slow
 def test_bfloat16_train_step_matches_float32_on_the_same_batch():
     """One EDM train step (loss, gradients, Adam update, EMA) in bfloat16 and in float32 from the
     same parameters, batch and key: loss and gradient norm agree to bfloat16's precision, and the
