@@ -44,6 +44,8 @@ DEFAULT_BUDGETS = {"env": 45.0, "tests": 100.0, "bench": 270.0}  # seconds; with
 GRACE_S = 5.0  # a child gets this long past its section's budget to finish a row before it is killed
 TEST_FILES = ("tests/test_precision.py", "tests/test_parallel.py", "tests/test_sampling.py")
 TEST_K = "train_step_matches_float32 or one_device_mesh or (test_sampling and not on_mesh)"  # not the 8-CPU one
+# Slow tests included (-m ""), one process (-n 0): xdist would start one process per CPU on one GPU.
+TEST_SELECT = ("-m", "", "-n", "0", "-k")
 # The library's imports that the checks need; the env section imports them in a child.
 IMPORTS = (
     "consistency_jax.data",
@@ -258,7 +260,7 @@ def _last_error(log: Path) -> str:
 def section_tests(opts: argparse.Namespace, budget: float, log: Path) -> tuple[str, str, list[dict]]:
     """pytest -k on the GPU-relevant tests; one row per test from pytest's JUnit XML."""
     xml = Path(opts.out) / "tests_junit.xml"
-    args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", "-k", opts.tests_k, *TEST_FILES]
+    args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *TEST_SELECT, opts.tests_k, *TEST_FILES]
     code, _ = run_child(args, budget, child_env(opts), log)
     rows = []
     if xml.exists():

@@ -109,8 +109,8 @@ def test_default_test_selection_is_the_one_device_gpu_tests():
     from benchmarks import device_check
 
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-k",
-         device_check.TEST_K, *device_check.TEST_FILES],
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         *device_check.TEST_SELECT, device_check.TEST_K, *device_check.TEST_FILES],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     selected = [line for line in proc.stdout.splitlines() if "::" in line]
