@@ -36,6 +36,10 @@ class Distance:
     fn: DistanceFn
     variables: Any = None
 
+    def bound(self, frozen: dict) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        """d(x, y) with the variables the train step passes in `frozen["distance"]`."""
+        return lambda x, y: self.fn(frozen["distance"], x, y)
+
 
 def _pseudo_huber(o: ml_collections.ConfigDict, dim: int) -> Distance:
     c = o.huber_c if o.huber_c >= 0 else losses.ict_huber_c(dim)
@@ -107,6 +111,11 @@ def edm_objective(config: ml_collections.ConfigDict, model: nn.Module, **_) -> O
     return Objective(loss=loss, target_ema=None)
 
 
+def _target(params: Any, target_params: Any) -> Any:
+    """The target network's parameters: its own, or sg(online) when the objective keeps none."""
+    return target_params if target_params is not None else params
+
+
 def _student(config: ml_collections.ConfigDict, model: nn.Module, dim: int):
     """(distance, weighting, f(params, labels, key)) shared by the consistency objectives."""
     o, m = config.objective, config.model
@@ -125,40 +134,6 @@ def _student(config: ml_collections.ConfigDict, model: nn.Module, dim: int):
     return distance, losses.WEIGHTINGS[o.weighting], f
 
 
-def cd_objective(
-    config: ml_collections.ConfigDict, model: nn.Module, teacher_model: nn.Module, dim: int, **_
-) -> Objective:
-    """CD (CM Alg. 2): a uniform pair of the fixed N-point grid, the teacher's ODE step below."""
-    o, m = config.objective, config.model
-    distance, weighting, f = _student(config, model, dim)
-    edm = Parametrization("edm", m.sigma_data, 0.0)
-    step_fn = ode.solver_step(o.solver)
-    grid = _grid(m)
-    mu = jnp.asarray(o.target_ema, jnp.float32)  # 0: target = sg(online)
-
-    def loss(params, target_params, frozen, batch, key, step):
-        x, labels = batch["x"], _labels(config, batch)
-        k_idx, k_noise, k_drop = jax.random.split(key, 3)
-        n_scales = jnp.asarray(o.num_scales, jnp.int32)
-        t_hi, t_lo, i = losses.uniform_grid_pair(k_idx, n_scales, grid, x.shape[0])
-        teacher = denoiser(network_fn(teacher_model, frozen["teacher"], labels), edm)
-        solve = lambda x_hi: losses.teacher_ode_step(
-            step_fn, teacher, x_hi, i, n_scales, grid, o.teacher_substeps
-        )
-        target = target_params if target_params is not None else params
-        value = losses.cd_loss(
-            f(params, labels, k_drop), f(target, labels, k_drop), solve, x,
-            jax.random.normal(k_noise, x.shape), t_hi, t_lo, weighting(t_hi, t_lo),
-            lambda a, b: distance.fn(frozen["distance"], a, b),
-        )
-        return value, {"loss": value, "target_ema": mu, "num_scales": n_scales}
-
-    return Objective(
-        loss=loss, target_ema=(lambda step: mu) if o.target_ema > 0 else None, needs_teacher=True,
-        frozen={"distance": distance.variables},
-    )
-
-
 def teacher_denoiser(
     teacher_model: nn.Module, params: Any, labels: jax.Array, w: float | jax.Array, sigma_data: float
 ) -> ode.Denoiser:
@@ -170,38 +145,42 @@ def teacher_denoiser(
     return guidance.guided_denoiser(cond, uncond, w)
 
 
-def lcm_objective(
+def cd_objective(
     config: ml_collections.ConfigDict, model: nn.Module, teacher_model: nn.Module, dim: int, **_
 ) -> Objective:
-    """Guided consistency distillation (LCM Alg. 1): w ~ U[guidance_min, guidance_max] per
-    example, the teacher's guided ODE step from grid point n + k to n (k = objective.skip), the
-    student f(x, t, w) against its target network's f(x_hat_{t_n}, t_n, w). With
-    guidance_min = guidance_max = 1 and no w-embedding it is CD of the conditional teacher."""
+    """CD (CM Alg. 2): a uniform pair of the fixed N-point grid, the teacher's ODE step below.
+    Guided CD (objective lcm, LCM Alg. 1): w ~ U[guidance_min, guidance_max] per example, the
+    teacher's guided ODE step from grid point n + k to n (k = objective.skip), the student
+    f(x, t, w) (network.guidance_embedding) against its target's f(x_hat_{t_n}, t_n, w); CD is
+    its w = 1, k = 1 case without the w-embedding."""
     o, m = config.objective, config.model
     distance, weighting, f = _student(config, model, dim)
     step_fn = ode.solver_step(o.solver)
     grid = _grid(m)
     mu = jnp.asarray(o.target_ema, jnp.float32)  # 0: target = sg(online)
+    guided = o.name == "lcm"
     fixed_w = o.guidance_min == o.guidance_max
     takes_w = config.network.guidance_embedding
 
     def loss(params, target_params, frozen, batch, key, step):
-        x, labels = batch["x"], batch["label"]
+        x, labels = batch["x"], _labels(config, batch)
         k_idx, k_noise, k_drop = jax.random.split(key, 3)
         n_scales = jnp.asarray(o.num_scales, jnp.int32)
-        t_hi, t_lo, i = losses.skip_grid_pair(k_idx, n_scales, o.skip, grid, x.shape[0])
-        w_each = guidance.uniform_guidance(jax.random.fold_in(key, 3), x.shape[0], o.guidance_min, o.guidance_max)
-        w = float(o.guidance_min) if fixed_w else w_each
+        w_each, w = None, 1.0
+        if guided:
+            t_hi, t_lo, i = losses.skip_grid_pair(k_idx, n_scales, o.skip, grid, x.shape[0])
+            w_each = guidance.uniform_guidance(jax.random.fold_in(key, 3), x.shape[0], o.guidance_min, o.guidance_max)
+            w = float(o.guidance_min) if fixed_w else w_each
+        else:
+            t_hi, t_lo, i = losses.uniform_grid_pair(k_idx, n_scales, grid, x.shape[0])
         teacher = teacher_denoiser(teacher_model, frozen["teacher"], labels, w, m.sigma_data)
         solve = lambda x_hi: losses.teacher_ode_step(
             step_fn, teacher, x_hi, i, n_scales, grid, o.teacher_substeps, o.skip
         )
-        target = target_params if target_params is not None else params
         w_in = w_each if takes_w else None
         value = losses.cd_loss(
-            f(params, labels, k_drop, w_in), f(target, labels, k_drop, w_in), solve, x,
-            jax.random.normal(k_noise, x.shape), t_hi, t_lo, weighting(t_hi, t_lo),
-            lambda a, b: distance.fn(frozen["distance"], a, b),
+            f(params, labels, k_drop, w_in), f(_target(params, target_params), labels, k_drop, w_in), solve, x,
+            jax.random.normal(k_noise, x.shape), t_hi, t_lo, weighting(t_hi, t_lo), distance.bound(frozen),
         )
         return value, {"loss": value, "target_ema": mu, "num_scales": n_scales}
 
@@ -230,11 +209,9 @@ def ct_objective(config: ml_collections.ConfigDict, model: nn.Module, dim: int, 
         else:
             n_scales = schedules.ct_num_scales(step, total, o.s0, o.s1)
             t_hi, t_lo, _ = losses.uniform_grid_pair(k_idx, n_scales, grid, x.shape[0])
-        target = target_params if target_params is not None else params
         value = losses.ct_loss(
-            f(params, labels, k_drop), f(target, labels, k_drop), x,
-            jax.random.normal(k_noise, x.shape), t_hi, t_lo, weighting(t_hi, t_lo),
-            lambda a, b: distance.fn(frozen["distance"], a, b),
+            f(params, labels, k_drop), f(_target(params, target_params), labels, k_drop), x,
+            jax.random.normal(k_noise, x.shape), t_hi, t_lo, weighting(t_hi, t_lo), distance.bound(frozen),
         )
         mu = target_ema(step) if target_ema is not None else jnp.zeros(())
         return value, {"loss": value, "target_ema": mu, "num_scales": n_scales}
@@ -260,8 +237,7 @@ def ect_objective(config: ml_collections.ConfigDict, model: nn.Module, dim: int,
         t, r = losses.ect_pair(k_idx, stage, grid, o.p_mean, o.p_std, o.ect_q, o.ect_k, o.ect_b, x.shape[0])
         value = losses.ct_loss(
             f(params, labels, k_drop), f(params, labels, k_drop), x,
-            jax.random.normal(k_noise, x.shape), t, r, weighting(t, r),
-            lambda a, b: distance.fn(frozen["distance"], a, b),
+            jax.random.normal(k_noise, x.shape), t, r, weighting(t, r), distance.bound(frozen),
         )
         return value, {"loss": value, "target_ema": jnp.zeros(()), "ect_stage": stage}
 
@@ -327,7 +303,7 @@ def meanflow_objective(config: ml_collections.ConfigDict, model: nn.Module, **_)
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "edm": edm_objective,
     "cd": cd_objective,
-    "lcm": lcm_objective,
+    "lcm": cd_objective,
     "ct": ct_objective,
     "ict": ct_objective,
     "ect": ect_objective,
