@@ -1,9 +1,14 @@
 """The progress line's estimates: rate and ETA over recent steps, the loss over the log interval."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from consistency_jax.training.log import RATE_WINDOW, StepRate, interval_record, progress_line
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_rate_and_eta_leave_out_a_slow_first_step():
     """Step 1 compiles for 60 s, then 0.1 s a step: the rate is 10 steps/s from the first log
@@ -43,3 +48,14 @@ def test_a_record_averages_loss_and_grad_norm_over_the_interval_and_skips_non_fi
     assert line == "step 30/100 loss 2 N 12 mu 0.95000 7.5 steps/s ETA 0m09s"
     no_rate = interval_record(1, host[:1], None, skipped=0)
     assert "steps_per_sec" not in no_rate and progress_line(no_rate, 100, None) == "step 1/100 loss 1 N 10 mu 0.90000"
+
+
+def test_the_command_line_starts_without_pytorch():
+    """tensorboardX imports torch wherever it is installed (as in the test environment); the run
+    logs numpy only, so launch.py must start without it (seconds of start-up per run)."""
+    code = "import sys, consistency_jax.jobs.cli as cli; assert cli and 'torch' not in sys.modules, 'torch'"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from consistency_jax.training import log
+
+    assert log.SummaryWriter is not None  # TensorBoard itself still loads

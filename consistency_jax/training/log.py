@@ -4,6 +4,7 @@ the non-finite-loss stop."""
 import collections
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -14,10 +15,25 @@ from matplotlib.image import imread
 
 from consistency_jax.training import files, parallel
 
-try:
-    from tensorboardX import SummaryWriter
-except ImportError:  # TensorBoard where installed (requirements.txt pins tensorboardX)
-    SummaryWriter = None
+
+def _summary_writer_class() -> type | None:
+    """tensorboardX's SummaryWriter (None where it is not installed; requirements.txt pins it),
+    imported with PyTorch hidden: tensorboardX imports torch wherever it is installed, seconds of
+    start-up for every run, and the run logs numpy arrays only."""
+    hidden = "torch" not in sys.modules
+    if hidden:
+        sys.modules["torch"] = None  # `import torch` raises ImportError
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        return None
+    finally:
+        if hidden:
+            del sys.modules["torch"]
+    return SummaryWriter
+
+
+SummaryWriter = _summary_writer_class()
 
 TB_DIR = "tensorboard"  # workdir/tensorboard: the event files of every job of the run
 RATE_WINDOW = 10  # the rate is measured over this many of the latest log points
