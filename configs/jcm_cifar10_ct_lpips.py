@@ -5,7 +5,7 @@ https://openaipublic.blob.core.windows.net/consistency/jcm_checkpoints/ (jcm REA
 EMA network (no torch needed), then sample or evaluate it:
   python -m consistency_jax.jobs.convert checkpoint_74 --out=runs/jcm_ct_lpips \
       --config=configs/jcm_cifar10_ct_lpips.py
-  python launch.py --mode=eval --workdir=runs/jcm_ct_lpips
+  python launch.py --mode=eval --config=configs/jcm_cifar10_ct_lpips.py --workdir=runs/jcm_ct_lpips
 Source FID (CM paper, CT-LPIPS, as quoted in later papers): 8.70 in one step, 5.83 in two; not
 measured here. The two-step sigma below is this project's CT default, not the source's schedule.
 Network and parametrization as configs/jcm_cifar10_cd_lpips.py (jcm configs/cifar10_ve_ct_adaptive.py).

@@ -3,6 +3,7 @@ evaluated here in score_sde's own formulation (its layer names, separate q/k/v, 
 before the strided conv) from a jcm-layout tree must give our NCSN++ the same outputs after the
 import, and its denoiser and consistency function jcm's closed forms."""
 
+import importlib
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from flax import serialization
 
-from consistency_jax.config import schema
+from consistency_jax.config import checks, schema
 from consistency_jax.core.parametrization import Parametrization, precondition
 from consistency_jax.jobs import convert
 from consistency_jax.networks import build_network, network_fn
@@ -292,6 +293,27 @@ def test_an_unknown_or_misshaped_tensor_or_another_network_is_refused(tmp_path, 
     wrong.network.unet.attn_resolutions = (8, 4)
     with pytest.raises(jcm_msgpack.JCMCheckpointError, match=r"has 3 AttnBlockpp blocks; .* makes 5"):
         convert.jcm_config(wrong, trees["params_ema"])
+
+
+@pytest.mark.parametrize("name", ["jcm_cifar10_cd_lpips", "jcm_cifar10_ct_lpips", "jcm_cifar10_edm"])
+def test_the_import_configs_sample_the_checkpoints_network(name):
+    """--mode=sample|eval builds the network from --config: it must be jcm's CIFAR-10 NCSN++
+    (configs/cifar10_ve_cd.py: nf 128, ch_mult (2, 2, 2), 4 blocks, attention at 16, Fourier
+    scale 16), wrapped with jcm's sigma_d and eps, and the config must pass validation."""
+    c = importlib.import_module(f"configs.{name}").get_config()
+    checks.validate(c)
+    u = c.network.unet
+    assert (
+        c.network.name == "ncsnpp" and c.network.embedding_type in ("auto", "fourier") and c.network.fourier_scale == 16
+    )
+    assert (u.model_channels, tuple(u.channel_mult), u.num_blocks, tuple(u.attn_resolutions)) == (
+        128,
+        (2, 2, 2),
+        4,
+        (16,),
+    )
+    assert u.channel_mult_emb == 4 and c.data.image_size in (0, 32) and not c.data.conditional
+    assert (c.model.sigma_data, c.model.sigma_min, c.model.sigma_max) == (0.5, 0.002, 80.0)
 
 
 def test_the_reader_imports_no_torch(checkpoint_file):
