@@ -116,7 +116,7 @@ def jcm_config(config: ml_collections.ConfigDict, params: dict) -> ml_collection
 def jcm_state(config: ml_collections.ConfigDict, params: dict) -> TrainState:
     """A step-0 train state of `config` whose parameters (online, target, EMA) are `params`'."""
     size = config.data.image_size or JCM_IMAGE_SIZE
-    example = jnp.zeros((1, size, size, params["Conv_0"]["kernel"].shape[2]))
+    example = jnp.zeros((1, size, size, jcm_msgpack.tensor_shape(params, "Conv_0/kernel")[2]))
     unet = config.network.unet
     return imported_state(config, example, 0, lambda shapes: jcm_msgpack.flax_params(params, shapes, unet, size))
 

@@ -65,7 +65,10 @@ def load_jcm_params(path: str, tree: str = "params_ema") -> dict:
         )
     params = state[tree]
     _check_architecture(path, params)
-    return jax.tree.map(lambda a: np.asarray(a, np.float32), params)
+    try:
+        return jax.tree.map(lambda a: np.asarray(a, np.float32), params)
+    except (TypeError, ValueError) as e:
+        raise JCMCheckpointError(f"{path}: its {tree!r} holds a value that is not an array ({e}).") from None
 
 
 _NCSNPP_MODULES = {
@@ -94,6 +97,24 @@ def _check_architecture(path: str, params: Any) -> None:
         )
 
 
+def _lookup(params: dict, path: str) -> Any:
+    """The node at `path` ('Conv_0/kernel') of the tree, or None."""
+    node = params
+    for key in path.split("/"):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def tensor_shape(params: dict, path: str) -> tuple[int, ...]:
+    """The shape of the tensor at `path` ('Conv_0/kernel'); JCMCheckpointError if there is none."""
+    node = _lookup(params, path)
+    if node is None:
+        raise JCMCheckpointError(f"The checkpoint lacks the tensor {path!r} that every jcm NCSN++ has.")
+    return tuple(np.shape(node))
+
+
 def _count(params: dict, kind: str) -> int:
     return sum(1 for name in params if re.fullmatch(rf"{kind}_\d+", name))
 
@@ -101,7 +122,7 @@ def _count(params: dict, kind: str) -> int:
 def network_settings(params: dict) -> dict:
     """config.network.unet keys read off the tree's shapes: model_channels, channel_mult,
     channel_mult_emb, num_blocks (attention positions are not in the shapes: see check_attention)."""
-    nf = int(params["Conv_0"]["kernel"].shape[-1])
+    nf = tensor_shape(params, "Conv_0/kernel")[-1]
     levels = _count(params, "Downsample") + 1
     blocks = _count(params, "ResnetBlockBigGANpp")  # levels * (2 num_blocks + 3): enc, down, mid, dec, up
     num_blocks, rest = divmod(blocks - 3 * levels, 2 * levels)
@@ -110,11 +131,9 @@ def network_settings(params: dict) -> dict:
             f"{blocks} ResnetBlockBigGANpp blocks at {levels} resolutions fit no NCSN++ "
             "(it has 2 num_blocks + 3 per resolution)."
         )
-    mult = [
-        params[f"ResnetBlockBigGANpp_{level * (num_blocks + 1)}"]["Conv_0"]["kernel"].shape[-1] // nf
-        for level in range(levels)
-    ]
-    emb = params["Dense_0"]["kernel"].shape[-1] // nf
+    first = lambda level: f"ResnetBlockBigGANpp_{level * (num_blocks + 1)}/Conv_0/kernel"  # a level's first block
+    mult = [tensor_shape(params, first(level))[-1] // nf for level in range(levels)]
+    emb = tensor_shape(params, "Dense_0/kernel")[-1] // nf
     return dict(
         model_channels=nf,
         channel_mult=tuple(int(m) for m in mult),
@@ -166,13 +185,11 @@ class _Reader:
         self.params, self.used = params, set()
 
     def take(self, path: str, shape: tuple[int, ...]) -> np.ndarray:
-        node = self.params
-        for key in path.split("/"):
-            if not isinstance(node, dict) or key not in node:
-                raise JCMCheckpointError(
-                    f"The checkpoint lacks the tensor {path!r} (shape {shape}) that this network needs."
-                )
-            node = node[key]
+        node = _lookup(self.params, path)
+        if node is None or isinstance(node, dict):
+            raise JCMCheckpointError(
+                f"The checkpoint lacks the tensor {path!r} (shape {shape}) that this network needs."
+            )
         value = np.asarray(node, np.float32)
         if value.shape != tuple(shape):
             raise JCMCheckpointError(
