@@ -39,6 +39,7 @@ from consistency_jax.networks.pretrained.edm_pickle import (
     load_edm_pickle,
     network_settings,
 )
+from consistency_jax.networks.pretrained.weights import WeightsUnavailableError
 from consistency_jax.training import checkpoint, files
 from consistency_jax.training.objectives import make_objective
 from consistency_jax.training.state import TrainState, create_train_state, init_params, make_optimizer
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         module = config_module(args.config)
         params = args.params or getattr(module, "PARAMS", "params_ema")
         config = convert(args.file, module.get_config(), args.out, params)
-    except (ConfigError, files.WriteError, checkpoint.CheckpointSaveError) as e:
+    except (ConfigError, WeightsUnavailableError, files.WriteError, checkpoint.CheckpointSaveError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     n = config.network
