@@ -58,7 +58,7 @@ def load_jcm_params(path: str, tree: str = "params_ema") -> dict:
     if not isinstance(state, dict) or tree not in state:
         keys = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise JCMCheckpointError(f"{path} is not a jcm train state: it has no {tree!r} (its top level: {keys}).")
-    if state.get("model_state"):
+    if jax.tree.leaves(state.get("model_state") or {}):  # jcm's NCSN++: {} (no batch statistics)
         raise JCMCheckpointError(
             f"{path}: the network keeps state beside its parameters ({sorted(state['model_state'])}); "
             "jcm's NCSN++ keeps none, so this is another architecture."
