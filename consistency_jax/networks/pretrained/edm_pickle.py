@@ -86,6 +86,11 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
+def is_pickle(head: bytes) -> bool:
+    """Whether a file starting with `head` is a pickle of protocol 2 or later (EDM's snapshots)."""
+    return len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
 def _unpickle(path: str) -> Any:
     with open(path, "rb") as f:
         unpickler = torch_checkpoint.RestrictedUnpickler(
