@@ -135,6 +135,14 @@ def test_missing_and_misshaped_tensors_are_refused_by_name(tiny_file, tmp_path):
     assert issubclass(VAEWeightsError, ConfigError)  # a user error: the CLI exits 2 without traceback
 
 
+def test_inputs_of_the_wrong_channel_count_are_refused(tiny_file):
+    vae = load_sd_vae(tiny_file, TINY)
+    with pytest.raises(ConfigError, match=r"NHWC images with 3 channels; got shape \(2, 16, 16, 1\)"):
+        vae.encode(_images((2, 16, 16, 1)))
+    with pytest.raises(ConfigError, match=r"NHWC latents with 4 channels; got shape \(2, 8, 8, 3\)"):
+        vae.decode(_latents()[..., :3])
+
+
 def test_another_architecture_and_unsupported_configs_are_refused(tmp_path):
     unet = {  # a diffusers UNet2DModel's first tensors
         "conv_in.weight": np.zeros((8, 3, 3, 3), np.float32),
@@ -144,6 +152,10 @@ def test_another_architecture_and_unsupported_configs_are_refused(tmp_path):
     save_file(unet, str(tmp_path / "unet.safetensors"))
     with pytest.raises(VAEWeightsError, match="not a diffusers AutoencoderKL weight file: it has none"):
         load_sd_vae(tmp_path / "unet.safetensors", TINY)
+    ldm = {"first_stage_model.encoder.down.0.block.0.norm1.weight": np.ones(8, np.float32)}
+    save_file(ldm, str(tmp_path / "ldm.safetensors"))
+    with pytest.raises(VAEWeightsError, match="in the original LDM layout"):
+        load_sd_vae(tmp_path / "ldm.safetensors", TINY)
     (tmp_path / "garbage.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(VAEWeightsError, match="cannot be read as a safetensors file"):
         load_sd_vae(tmp_path / "garbage.safetensors", TINY)
@@ -154,6 +166,7 @@ def test_another_architecture_and_unsupported_configs_are_refused(tmp_path):
         ({"shift_factor": 0.0609}, r"shift_factor=0\.0609 is not supported"),
         ({"_class_name": "AutoencoderTiny"}, "configures AutoencoderTiny, not AutoencoderKL"),
         ({"norm_num_groups": 3}, "multiples of norm_num_groups"),
+        ({"latents_mean": [0.1] * 4}, "latents_mean=.* is not supported"),
     ]:
         (folder / "config.json").write_text(json.dumps({"block_out_channels": [8, 16]} | setting))
         with pytest.raises(VAEWeightsError, match=message):

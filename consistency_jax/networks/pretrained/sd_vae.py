@@ -45,6 +45,8 @@ FIXED_SETTINGS = {
     "use_post_quant_conv": True,
     "mid_block_add_attention": True,
     "shift_factor": None,
+    "latents_mean": None,
+    "latents_std": None,
 }
 
 
@@ -67,8 +69,9 @@ class SDVAEConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "block_out_channels", tuple(self.block_out_channels))
-        bad = [c for c in self.block_out_channels if c % self.norm_num_groups]
-        if not self.block_out_channels or bad or self.layers_per_block < 1 or self.latent_channels < 1:
+        groups = self.norm_num_groups
+        bad = groups < 1 or any(c % groups for c in self.block_out_channels) or not self.block_out_channels
+        if bad or self.layers_per_block < 1 or self.latent_channels < 1:
             raise VAEWeightsError(
                 f"SD VAE config {self}: block_out_channels must be a non-empty list of multiples of "
                 f"norm_num_groups, layers_per_block and latent_channels at least 1."
@@ -278,9 +281,14 @@ def _listed(names: Iterable[str], limit: int = 5) -> str:
 
 
 def check_tensors(tensors: dict[str, np.ndarray], config: SDVAEConfig, path: Path) -> None:
-    """Raise `VAEWeightsError` naming the first problem: another architecture, missing, mis-shaped
-    or unexpected tensors."""
+    """Raise `VAEWeightsError` naming the first problem: another layout or architecture, missing,
+    mis-shaped or unexpected tensors."""
     expected = expected_tensors(config)
+    if any(k.startswith(("encoder.down.", "first_stage_model.")) for k in tensors):
+        raise VAEWeightsError(
+            f"{path} is in the original LDM layout (encoder.down.*, first_stage_model.*), not diffusers'; "
+            f"give a diffusers {WEIGHTS_NAME} (e.g. from {SOURCE})."
+        )
     if not expected.keys() & tensors.keys():
         raise VAEWeightsError(
             f"{path} is not a diffusers AutoencoderKL weight file: it has none of its tensors (it "
@@ -289,13 +297,10 @@ def check_tensors(tensors: dict[str, np.ndarray], config: SDVAEConfig, path: Pat
         )
     missing = expected.keys() - tensors.keys()
     if missing:
-        ldm = any(k.startswith(("encoder.down.", "first_stage_model.")) for k in tensors)
-        hint = (
-            " It is in the original LDM layout (encoder.down.*); convert it to diffusers' layout."
-            if ldm
-            else f" Is {CONFIG_NAME} beside it (or the config given) the one it was saved with?"
+        raise VAEWeightsError(
+            f"{path} lacks the SD VAE tensors {_listed(missing)}. Is the {CONFIG_NAME} beside it (or the "
+            f"config given) the one it was saved with?"
         )
-        raise VAEWeightsError(f"{path} lacks the SD VAE tensors {_listed(missing)}.{hint}")
     for name, shape in expected.items():
         if tensors[name].shape != shape:
             raise VAEWeightsError(
@@ -376,6 +381,17 @@ def sd_vae_decode(params: dict, latents: jax.Array, config: SDVAEConfig) -> jax.
         return AutoencoderKL(config).apply({"params": params}, latents, method="decode")
 
 
+def _checked(fn, params: dict, config: SDVAEConfig, channels: int, what: str):
+    """`fn(params, x, config=config)`, refusing x that is not NHWC with `channels` channels."""
+
+    def call(x: jax.Array) -> jax.Array:
+        if x.ndim != 4 or x.shape[-1] != channels:
+            raise ConfigError(f"The SD VAE takes NHWC {what} with {channels} channels; got shape {tuple(x.shape)}.")
+        return fn(params, x, config=config)
+
+    return call
+
+
 def load_sd_vae(path: str | Path | None = None, config: SDVAEConfig | None = None) -> Autoencoder:
     """The SD VAE as an `Autoencoder` (jitted `encode`, `decode`, scaling factor, latent shape).
 
@@ -390,8 +406,8 @@ def load_sd_vae(path: str | Path | None = None, config: SDVAEConfig | None = Non
         config = config_from_json(json_path) if json_path.is_file() else SDVAEConfig()
     params = sd_vae_params(weights, config)
     return Autoencoder(
-        encode=functools.partial(sd_vae_encode, params, config=config),
-        decode=functools.partial(sd_vae_decode, params, config=config),
+        encode=_checked(sd_vae_encode, params, config, config.in_channels, "images"),
+        decode=_checked(sd_vae_decode, params, config, config.latent_channels, "latents"),
         scaling_factor=config.scaling_factor,
         latent_channels=config.latent_channels,
         downsample=config.downsample,
