@@ -73,7 +73,7 @@ def main(_) -> None:
         )  # fmt: skip
     n_params = sum(int(np.prod(s)) for s in expected_tensors(config).values())
     record.update(sd_vae=rows, read_s=read_s, parameters=n_params, load_average_end=common.load_average())
-    print(f"parameters {n_params:,}; safetensors read and check {read_s:.2f} s")
+    print(f"parameters {n_params:,}; safetensors read, check and convert {read_s:.2f} s")
     common.print_table(rows, COLUMNS, "SD VAE (KL-f8), float32")
     print(f"\nwrote {common.write_json(record, f.out or None)}")
 

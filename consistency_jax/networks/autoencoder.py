@@ -27,4 +27,3 @@ class Autoencoder:
     scaling_factor: float
     latent_channels: int
     downsample: int
-
