@@ -19,7 +19,7 @@ from absl import app, flags
 from diffusers import AutoencoderKL
 from safetensors.numpy import load_file, save_file
 
-from consistency_jax.networks.pretrained import load_sd_vae
+from consistency_jax.networks.pretrained import load_sd_vae_autoencoder
 from consistency_jax.networks.pretrained.sd_vae import LEGACY_ATTENTION_NAMES, WEIGHTS_NAME
 
 flags.DEFINE_integer("size", 64, "image side (latents: size / 8)")
@@ -59,7 +59,7 @@ def main(_) -> None:
         (Path(folder) / "legacy").mkdir()
         save_file(legacy, str(Path(folder) / "legacy" / WEIGHTS_NAME))
         for name, path in [("diffusers names", folder), ("legacy attention names", Path(folder) / "legacy")]:
-            vae = load_sd_vae(path)
+            vae = load_sd_vae_autoencoder(path)
             print(
                 f"{name}: {f.batch}x{f.size}x{f.size} encode {_relative_error(vae.encode(images), mean):.2e}, "
                 f"decode {_relative_error(vae.decode(latents), decoded):.2e} (max |diffusers| "

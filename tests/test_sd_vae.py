@@ -14,7 +14,7 @@ import run_utils
 from safetensors.numpy import load_file, save_file
 
 from consistency_jax.errors import ConfigError
-from consistency_jax.networks.pretrained import WeightsUnavailableError, load_sd_vae
+from consistency_jax.networks.pretrained import WeightsUnavailableError, load_sd_vae, load_sd_vae_autoencoder
 from consistency_jax.networks.pretrained import sd_vae as sd_vae_module
 from consistency_jax.networks.pretrained.sd_vae import SDVAEConfig, VAEWeightsError, expected_tensors
 
@@ -80,7 +80,7 @@ def test_encode_matches_diffusers_posterior_mean(diffusers_vae):
 
     model, folder = diffusers_vae
     assert set(EXERCISED) <= set(model.state_dict()), "the tiny config must have these paths"
-    vae = load_sd_vae(folder)  # the folder's config.json gives the architecture
+    vae = load_sd_vae_autoencoder(folder)  # the folder's config.json gives the architecture
     assert (vae.latent_channels, vae.downsample, vae.scaling_factor) == (4, 2, 0.18215)
     images = _images()
     with torch.no_grad():
@@ -95,7 +95,8 @@ def test_decode_matches_diffusers(diffusers_vae):
     latents = _latents()
     with torch.no_grad():
         decoded = model.decode(torch.from_numpy(latents).permute(0, 3, 1, 2)).sample
-    assert _relative_error(load_sd_vae(folder).decode(latents), decoded.permute(0, 2, 3, 1).numpy()) < TOLERANCE
+    _, decode = load_sd_vae(folder)  # the (encode, decode) entry point
+    assert _relative_error(decode(latents), decoded.permute(0, 2, 3, 1).numpy()) < TOLERANCE
 
 
 def test_legacy_attention_names_load_as_the_current_ones(diffusers_vae, tmp_path):
@@ -108,7 +109,7 @@ def test_legacy_attention_names_load_as_the_current_ones(diffusers_vae, tmp_path
         legacy[key] = value
     assert "encoder.mid_block.attentions.0.proj_attn.weight" in legacy
     save_file(legacy, str(tmp_path / "legacy.safetensors"))
-    current, renamed = load_sd_vae(folder), load_sd_vae(tmp_path / "legacy.safetensors", TINY)
+    current, renamed = load_sd_vae_autoencoder(folder), load_sd_vae_autoencoder(tmp_path / "legacy.safetensors", TINY)
     np.testing.assert_array_equal(renamed.decode(_latents()), current.decode(_latents()))
 
 
@@ -123,20 +124,20 @@ def test_missing_and_misshaped_tensors_are_refused_by_name(tiny_file, tmp_path):
     name = "decoder.mid_block.attentions.0.to_q.bias"
     missing = _rewrite(tiny_file, tmp_path / "missing.safetensors", drop=name)
     with pytest.raises(VAEWeightsError, match=f"lacks the SD VAE tensors {re.escape(name)}"):
-        load_sd_vae(missing, TINY)
+        load_sd_vae_autoencoder(missing, TINY)
     name = "encoder.conv_in.weight"
     wrong = {name: np.zeros((8, 3, 1, 1), np.float32)}
     misshaped = _rewrite(tiny_file, tmp_path / "misshaped.safetensors", replace=wrong)
     with pytest.raises(VAEWeightsError, match=rf"{re.escape(name)} has shape \(8, 3, 1, 1\).*needs \(8, 3, 3, 3\)"):
-        load_sd_vae(misshaped, TINY)
+        load_sd_vae_autoencoder(misshaped, TINY)
     extra = _rewrite(tiny_file, tmp_path / "extra.safetensors", replace={"encoder.extra.weight": np.zeros(2)})
     with pytest.raises(VAEWeightsError, match="does not have: encoder.extra.weight"):
-        load_sd_vae(extra, TINY)
+        load_sd_vae_autoencoder(extra, TINY)
     assert issubclass(VAEWeightsError, ConfigError)  # a user error: the CLI exits 2 without traceback
 
 
 def test_inputs_of_the_wrong_channel_count_are_refused(tiny_file):
-    vae = load_sd_vae(tiny_file, TINY)
+    vae = load_sd_vae_autoencoder(tiny_file, TINY)
     with pytest.raises(ConfigError, match=r"NHWC images with 3 channels; got shape \(2, 16, 16, 1\)"):
         vae.encode(_images((2, 16, 16, 1)))
     with pytest.raises(ConfigError, match=r"NHWC latents with 4 channels; got shape \(2, 8, 8, 3\)"):
@@ -151,14 +152,14 @@ def test_another_architecture_and_unsupported_configs_are_refused(tmp_path):
     }
     save_file(unet, str(tmp_path / "unet.safetensors"))
     with pytest.raises(VAEWeightsError, match="not a diffusers AutoencoderKL weight file: it has none"):
-        load_sd_vae(tmp_path / "unet.safetensors", TINY)
+        load_sd_vae_autoencoder(tmp_path / "unet.safetensors", TINY)
     ldm = {"first_stage_model.encoder.down.0.block.0.norm1.weight": np.ones(8, np.float32)}
     save_file(ldm, str(tmp_path / "ldm.safetensors"))
     with pytest.raises(VAEWeightsError, match="in the original LDM layout"):
-        load_sd_vae(tmp_path / "ldm.safetensors", TINY)
+        load_sd_vae_autoencoder(tmp_path / "ldm.safetensors", TINY)
     (tmp_path / "garbage.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(VAEWeightsError, match="cannot be read as a safetensors file"):
-        load_sd_vae(tmp_path / "garbage.safetensors", TINY)
+        load_sd_vae_autoencoder(tmp_path / "garbage.safetensors", TINY)
     folder = tmp_path / "sd3"
     folder.mkdir()
     save_file(unet, str(folder / sd_vae_module.WEIGHTS_NAME))
@@ -170,7 +171,7 @@ def test_another_architecture_and_unsupported_configs_are_refused(tmp_path):
     ]:
         (folder / "config.json").write_text(json.dumps({"block_out_channels": [8, 16]} | setting))
         with pytest.raises(VAEWeightsError, match=message):
-            load_sd_vae(folder)
+            load_sd_vae_autoencoder(folder)
 
 
 def test_a_missing_file_says_where_to_put_it(tmp_path, monkeypatch):
@@ -179,7 +180,7 @@ def test_a_missing_file_says_where_to_put_it(tmp_path, monkeypatch):
     with pytest.raises(WeightsUnavailableError, match=rf"No Stable Diffusion VAE weights at {re.escape(str(target))}"):
         load_sd_vae()
     with pytest.raises(WeightsUnavailableError, match="huggingface.co/stabilityai/sd-vae-ft-mse.*given as"):
-        load_sd_vae(tmp_path / "nowhere.safetensors")
+        load_sd_vae_autoencoder(tmp_path / "nowhere.safetensors")
 
 
 def test_loading_and_running_import_no_torch(tiny_file, tmp_path):
@@ -188,13 +189,13 @@ def test_loading_and_running_import_no_torch(tiny_file, tmp_path):
         "import sys\nimport numpy as np\n"
         "from consistency_jax.networks.pretrained import load_sd_vae\n"
         "from consistency_jax.networks.pretrained.sd_vae import SDVAEConfig\n"
-        f"vae = load_sd_vae({str(tiny_file)!r}, SDVAEConfig((8, 16), 1, 4, 4))\n"
-        f"np.save({str(out)!r}, np.asarray(vae.decode(vae.encode(np.load({str(tmp_path / 'x.npy')!r})))))\n"
+        f"encode, decode = load_sd_vae({str(tiny_file)!r}, SDVAEConfig((8, 16), 1, 4, 4))\n"
+        f"np.save({str(out)!r}, np.asarray(decode(encode(np.load({str(tmp_path / 'x.npy')!r})))))\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     np.save(tmp_path / "x.npy", _images())
     subprocess.run([sys.executable, "-c", code], check=True, cwd=run_utils.ROOT, env=run_utils.env())
-    vae = load_sd_vae(tiny_file, TINY)
+    vae = load_sd_vae_autoencoder(tiny_file, TINY)
     reconstruction = vae.decode(vae.encode(_images()))
     assert np.abs(reconstruction).max() > 0.1  # random weights, yet not a degenerate output
     assert _relative_error(np.load(out), np.asarray(reconstruction)) < TOLERANCE

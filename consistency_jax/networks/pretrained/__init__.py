@@ -6,7 +6,14 @@ network pickles."""
 from consistency_jax.networks.pretrained.digits import load_digits_features
 from consistency_jax.networks.pretrained.inception import load_fid_inception
 from consistency_jax.networks.pretrained.lpips import load_lpips
-from consistency_jax.networks.pretrained.sd_vae import load_sd_vae
+from consistency_jax.networks.pretrained.sd_vae import load_sd_vae, load_sd_vae_autoencoder
 from consistency_jax.networks.pretrained.weights import WeightsUnavailableError
 
-__all__ = ["WeightsUnavailableError", "load_digits_features", "load_fid_inception", "load_lpips", "load_sd_vae"]
+__all__ = [
+    "WeightsUnavailableError",
+    "load_digits_features",
+    "load_fid_inception",
+    "load_lpips",
+    "load_sd_vae",
+    "load_sd_vae_autoencoder",
+]

@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import flax.linen as nn
@@ -381,7 +381,7 @@ def sd_vae_decode(params: dict, latents: jax.Array, config: SDVAEConfig) -> jax.
         return AutoencoderKL(config).apply({"params": params}, latents, method="decode")
 
 
-def _checked(fn, params: dict, config: SDVAEConfig, channels: int, what: str):
+def _checked(fn: Callable, params: dict, config: SDVAEConfig, channels: int, what: str) -> Callable:
     """`fn(params, x, config=config)`, refusing x that is not NHWC with `channels` channels."""
 
     def call(x: jax.Array) -> jax.Array:
@@ -392,13 +392,14 @@ def _checked(fn, params: dict, config: SDVAEConfig, channels: int, what: str):
     return call
 
 
-def load_sd_vae(path: str | Path | None = None, config: SDVAEConfig | None = None) -> Autoencoder:
-    """The SD VAE as an `Autoencoder` (jitted `encode`, `decode`, scaling factor, latent shape).
+def load_sd_vae_autoencoder(path: str | Path | None = None, config: SDVAEConfig | None = None) -> Autoencoder:
+    """The SD VAE as an `Autoencoder`: jitted `encode` (NHWC images in [-1, 1] -> unscaled posterior
+    means) and `decode` (unscaled latents -> images), the scaling factor, latent channels, downsampling.
 
     Weights: `path` (a diffusers `diffusion_pytorch_model.safetensors`, or the folder holding it),
     else `$CONSISTENCY_JAX_CACHE/sd-vae-ft-mse/diffusion_pytorch_model.safetensors`; a missing file
-    raises `WeightsUnavailableError` saying where to put it. Architecture: `config`, else the
-    `config.json` beside the weights, else SD 1.x/2.x's.
+    raises `WeightsUnavailableError` saying where to put it. Architecture and scaling factor:
+    `config`, else the `config.json` beside the weights, else SD 1.x/2.x's.
     """
     weights = _weights_path(path)
     if config is None:
@@ -412,3 +413,11 @@ def load_sd_vae(path: str | Path | None = None, config: SDVAEConfig | None = Non
         latent_channels=config.latent_channels,
         downsample=config.downsample,
     )
+
+
+def load_sd_vae(path: str | Path | None = None, config: SDVAEConfig | None = None) -> tuple[Callable, Callable]:
+    """(encode, decode) of `load_sd_vae_autoencoder(path, config)`: encode takes NHWC images in
+    [-1, 1] to unscaled posterior means (diffusers' `latent_dist.mean`), decode takes unscaled NHWC
+    latents to images (diffusers' `decode(z).sample`)."""
+    vae = load_sd_vae_autoencoder(path, config)
+    return vae.encode, vae.decode
