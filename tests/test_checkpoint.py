@@ -32,7 +32,7 @@ def _assert_identical(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> Non
     assert not different, f"differ: {different}"
 
 
-@pytest.mark.parametrize("steps_per_dispatch,log_every", [(1, 10), (4, 20)])
+@pytest.mark.parametrize("steps_per_dispatch,log_every", [(1, 10), pytest.param(4, 20, marks=pytest.mark.slow)])
 def test_sigterm_then_rerun_is_bitwise_exact(tmp_path, steps_per_dispatch, log_every):
     """2K steps straight == about K steps, SIGTERM, the same command again (CT: target, RAdam);
     with several steps per dispatch the run stops at the end of one."""
@@ -69,6 +69,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_sigterm_during_the_final_save_waits_for_it(tmp_path):
     workdir = str(tmp_path / "run")
     args = run_utils.launch_args("toy_edm", workdir)
@@ -198,7 +199,7 @@ _ARRAY_ITEM = _CHECKSUM_MISMATCH % r"\.\S+"
     # Where the middle byte lands decides who notices: in a stored (incompressible) zstd block
     # orbax decodes the flipped value without complaint and the checksum catches it; in a
     # block header tensorstore fails to decode. Either way the run falls back.
-    (_flip_a_byte_of_the_largest_array_file, rf"({_ARRAY_ITEM}|\w+Error: [^\n]+)"),
+    (_flip_a_byte_of_the_largest_array_file, rf"({_ARRAY_ITEM}|\w+(?:Error|Exception): [^\n]+)"),
     (_move_the_data_position, _CHECKSUM_MISMATCH % "data/process_0"),
 ])
 def test_damaged_contents_of_the_newest_checkpoint_are_detected_and_fallen_back_from(tmp_path, damage, named):

@@ -43,6 +43,7 @@ def check_bench_rows(bench: dict) -> None:
             assert row["batch_s"] > 0 and row["nfe"] in (1, 35)
 
 
+@pytest.mark.slow
 def test_dry_run_reports_every_section_and_writes_json_and_markdown(tmp_path):
     parts = "matmul,sample_onestep_b8,sample_teacher_b8,train_edm_b8,train_ect_b8"
     record, md = dry_run(tmp_path, f"--parts={parts}")

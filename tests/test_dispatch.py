@@ -12,6 +12,7 @@ from consistency_jax.training.log import MetricsLog, NonFiniteLossError
 VALUES = {"train.num_steps": 8, "train.log_every": 4, "train.ckpt_every": 8}
 
 
+@pytest.mark.slow
 def test_k_steps_per_dispatch_equal_k_dispatches_of_one_step(tmp_path):
     """A scan over 4 stacked batches and keys, each batch split over 2 devices, makes the steps
     that 4 calls of the single step make: same state, same logged losses."""

@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import run_utils
 
 from consistency_jax.config import schema
@@ -68,6 +69,7 @@ def test_ect_loss_draws_continuous_pairs_with_the_same_noise():
     np.testing.assert_allclose(z_t[far], z_r[far], rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_consistency_training_starts_from_the_teacher_it_is_given(tmp_path):
     """With objective.init_from_teacher and teacher_workdir set, ECT (and iCT) start from the teacher's EMA parameters;
     without it they start from fresh ones. A learning rate of 1e-12 keeps step 1 where it began."""

@@ -36,6 +36,7 @@ def test_teacher_ode_samples_match_the_data(toy_rows):
     assert rows[("edm", "teacher_heun35")]["sw_data"] < 1.5 * floor
 
 
+@pytest.mark.slow
 def test_cd_one_step_is_close_to_teacher_and_data_and_two_steps_are_no_worse(toy_rows):
     rows, _ = toy_rows
     floor = rows[("data", "second data sample")]["sw_data"]
@@ -44,6 +45,7 @@ def test_cd_one_step_is_close_to_teacher_and_data_and_two_steps_are_no_worse(toy
     assert two["sw_data"] <= one["sw_data"] + 0.5 * floor, (one, two)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["ct", "ict"])
 def test_consistency_training_learns_the_mixture(toy_rows, stage):
     rows, _ = toy_rows
@@ -51,6 +53,7 @@ def test_consistency_training_learns_the_mixture(toy_rows, stage):
     assert rows[(stage, "onestep")]["sw_data"] < 4 * floor, rows[(stage, "onestep")]
 
 
+@pytest.mark.slow
 def test_runs_write_their_record(toy_rows):
     _, workdir = toy_rows
     for stage in ("edm", "cd", "ct", "ict"):

@@ -83,13 +83,14 @@ def test_networks_take_two_times_and_the_second_one_matters():
     cfg.unet.num_blocks, cfg.unet.attn_resolutions = 1, ()
     for model, x in ((build_network(schema.get_config().network), jnp.ones((4, 2))),
                      (build_network(cfg), jnp.ones((4, 8, 8, 1)))):
-        params = model.init(jax.random.key(0), x, jnp.zeros(4))["params"]  # one time: same tree
-        u = meanflow_network(network_fn(model, params))
+        params = jax.jit(model.init)(jax.random.key(0), x, jnp.zeros(4))["params"]  # one time: same tree
+        u = jax.jit(meanflow_network(network_fn(model, params)))
         t = jnp.full((4,), 0.7)
         a, b = u(x, t, t), u(x, t, jnp.zeros(4))
         assert a.shape == x.shape and np.all(np.isfinite(a)) and float(jnp.max(jnp.abs(a - b))) > 0
 
 
+@pytest.mark.slow
 def test_meanflow_trains_and_samples_in_one_and_two_steps(tmp_path):
     config = run_utils.config("toy_meanflow")
     state = train.train(config, str(tmp_path / "mf"))

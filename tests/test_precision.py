@@ -80,6 +80,7 @@ def test_remat_changes_memory_not_results(arch):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_bfloat16_training_follows_the_float32_loss_curve():
     """The same 120 Adam steps of EDM denoising on the digits from the same init and noise, in
     float32 and in bfloat16: the loss curves agree (windowed means within 3%)."""

@@ -36,6 +36,7 @@ def toy_runs(tmp_path_factory):
     return workdir, states
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sct", "scd"])
 def test_sct_and_scd_train_and_sample_in_one_and_two_steps(toy_runs, name):
     workdir, states = toy_runs
@@ -56,6 +57,7 @@ def test_sct_and_scd_train_and_sample_in_one_and_two_steps(toy_runs, name):
     assert float(jnp.max(jnp.abs(head["Dense_0"]["kernel"]))) > 0
 
 
+@pytest.mark.slow
 def test_a_student_started_from_the_teacher_is_the_teacher_in_trigflow_time(toy_runs):
     """At step 0 an sCD student (scm_network='edm') is its EDM teacher converted: its one-step
     consistency function at t is the teacher's denoiser at sigma_d tan t, on x_t = cos t x_sigma."""
