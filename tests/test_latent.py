@@ -206,3 +206,20 @@ def test_a_latent_run_names_an_unfinished_autoencoder_run(autoencoder, tmp_path)
         (unfinished / "config.json").write_text(digits_edm.get_config().to_json())
         train.train(latent_config(str(unfinished)), str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_the_pipeline_points_latent_stages_at_its_autoencoder_and_latent_teacher(tmp_path):
+    from configs.presets import PRESETS
+    from consistency_jax.jobs import end_to_end
+
+    stages = ("edm", "cd", "autoencoder", "latent_edm", "latent_cd", "latent_ict")
+    configs = end_to_end.stage_configs(PRESETS["digits"], str(tmp_path), stages)
+    for stage in ("latent_edm", "latent_cd", "latent_ict"):
+        assert configs[stage].autoencoder.workdir == str(tmp_path / "autoencoder")
+    assert configs["latent_cd"].objective.teacher_workdir == str(tmp_path / "latent_edm")
+    assert configs["cd"].objective.teacher_workdir == str(tmp_path / "edm")
+    assert end_to_end.autoencoder_stages(configs) == ["autoencoder"]
+    with pytest.raises(ValueError, match="need the autoencoder stage"):
+        end_to_end.stage_configs(PRESETS["digits"], str(tmp_path), ("latent_edm", "latent_cd"))
+    with pytest.raises(ValueError, match="needs an unconditional latent teacher stage"):
+        end_to_end.stage_configs(PRESETS["digits"], str(tmp_path), ("edm", "autoencoder", "latent_cd"))

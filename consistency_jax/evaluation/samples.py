@@ -75,7 +75,9 @@ def _teacher_nfe(config: ml_collections.ConfigDict) -> int:
 def nfe(config: ml_collections.ConfigDict, sampler: str) -> int:
     """Network evaluations per sample of a sampler of this config: the teacher's ODE (twice as
     many at a guidance scale w other than 0 and 1: conditional and unconditional), one step,
-    an LCM student's steps, or the multistep list."""
+    an LCM student's steps, or the multistep list; none for an autoencoder's reconstructions."""
+    if config.objective.name == "autoencoder":
+        return 0
     if config.objective.name == "edm":
         w = sampler_spec(config, sampler)[1]
         return _teacher_nfe(config) * (1 if w in (0.0, 1.0) else 2)
