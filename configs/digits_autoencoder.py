@@ -3,7 +3,9 @@
 Run: python launch.py --config=configs/digits_autoencoder.py --workdir=runs/digits/autoencoder
 It ends by writing workdir/autoencoder.json: the scaling factor (1 / std of the latents of the
 data), the per-channel latent std and the reconstruction error; --mode=eval gives the Frechet
-distance of its reconstructions of the data, the floor of the latent runs (docs/results.md#latent).
+distance of its reconstructions of the data, the floor of the latent runs. 1500 steps: 3 min 7 s on a
+shared 2-core CPU. Result: reconstruction MSE 0.0048, scaling factor 0.7305, Frechet of the
+reconstructions 0.068 (docs/results.md#latent).
 """
 
 from configs.digits import base_config
