@@ -27,3 +27,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.batch_size = 500
     c.eval.shard_size = 2000
     return c
+
+
+def latent(c: ml_collections.ConfigDict, autoencoder: str = "runs/digits/autoencoder") -> ml_collections.ConfigDict:
+    """`c` in the latent space of the digits autoencoder run in `autoencoder`
+    (configs/digits_autoencoder.py): 4x4x2 latents scaled to unit std, so sigma_data = 1."""
+    c.autoencoder.kind = "digits"
+    c.autoencoder.workdir = autoencoder
+    c.model.sigma_data = 1.0
+    return c

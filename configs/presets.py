@@ -1,13 +1,18 @@
 """The end-to-end presets of pipeline.py: stage -> config. The EDM stages are the teachers (edm,
 and edm_cond: conditional, with label dropout); a student distils the one whose data.conditional
-is its own (lcm: edm_cond)."""
+is its own (lcm: edm_cond) in its own space (latent_cd: latent_edm, in the latents of the
+autoencoder stage)."""
 
 from configs import (
+    digits_autoencoder,
     digits_cd,
     digits_ect,
     digits_edm,
     digits_edm_cond,
     digits_ict,
+    digits_latent_cd,
+    digits_latent_edm,
+    digits_latent_ict,
     digits_lcm,
     digits_meanflow,
     digits_scd,
@@ -33,6 +38,9 @@ PRESETS = {
         "ect": digits_ect.get_config, "sct": digits_sct.get_config, "scd": digits_scd.get_config,
         "meanflow": digits_meanflow.get_config, "edm_cond": digits_edm_cond.get_config,
         "lcm": digits_lcm.get_config,
+        # latent stages: in the latents of the autoencoder stage, which trains first
+        "autoencoder": digits_autoencoder.get_config, "latent_edm": digits_latent_edm.get_config,
+        "latent_cd": digits_latent_cd.get_config, "latent_ict": digits_latent_ict.get_config,
     },
 }
 DEFAULT_STAGES = ("edm", "cd", "ict")

@@ -320,6 +320,11 @@ BAD_INPUTS = {
     "no such backend": ("new", {}, {"JAX_PLATFORMS": "cuda"}, "JAX cannot start its backend"),
     "guidance unconditional": ("run", {"sample.guidance": "(1.0,2.0)"}, {}, "guidance needs a conditional run"),
     "labels unconditional": ("new", {"sample.labels": "(0,3)"}, {}, "sample.labels=(0, 3) on an unconditional run"),
+    "latent without autoencoder": ("new", {"autoencoder.kind": "digits"}, {}, "a latent run without an autoencoder"),
+    "autoencoder not there": (
+        "new", {"autoencoder.kind": "digits", "autoencoder.workdir": "/no/such/ae"}, {},
+        "No autoencoder run in '/no/such/ae' (no config.json)",
+    ),
 }
 
 

@@ -52,10 +52,10 @@ def run(tmp_path_factory):
     function is reused by name and batch size (its config and model are the same in every call)."""
     make, compiled = generate.make_sampler, {}
 
-    def make_once(config, model, name, shape):
+    def make_once(config, model, name, shape, autoencoder=None):
         key = (name, config.sample.batch_size)
         if key not in compiled:
-            compiled[key] = make(config, model, name, shape)
+            compiled[key] = make(config, model, name, shape, autoencoder)
         return compiled[key]
 
     with pytest.MonkeyPatch.context() as patch:

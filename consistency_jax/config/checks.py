@@ -20,6 +20,7 @@ from consistency_jax.core.sampling import (
 )
 from consistency_jax.errors import ConfigError
 from consistency_jax.networks import COMPUTE_DTYPES, NETWORKS
+from consistency_jax.networks.autoencoder import KINDS as AUTOENCODER_KINDS
 from consistency_jax.training.lock import LOCK_NAME
 from consistency_jax.training.objectives import DISTANCES, OBJECTIVES, needs_teacher, starts_from_teacher
 from consistency_jax.training.state import OPTIMIZERS
@@ -27,21 +28,25 @@ from consistency_jax.training.state import OPTIMIZERS
 NAN_POLICIES = ("stop", "skip")
 # Keys and sections that change what a run computes: a resumed run must agree with its start on
 # them, unless told otherwise (train(..., allow_config_change=True), launch.py --allow_config_change).
-RESUME_KEYS = ("seed", "data", "model", "network", "objective")
+RESUME_KEYS = ("seed", "data", "autoencoder", "model", "network", "objective")
 # Where things are, or how the network computes, not what it is: a run may resume with these changed.
-EXECUTION_KEYS = ("compute_dtype", "remat", "tfds_data_dir", "teacher_workdir")
+EXECUTION_KEYS = (
+    "compute_dtype", "remat", "tfds_data_dir", "teacher_workdir", "path", "cache_dir", "encode_batch_size",
+)
 
 # Every numeric key with a range, as an interval: '[' and ']' include the bound, '(' and ')'
 # exclude it, 'inf' has none. Keys that matter for some objectives only are checked for all.
 RANGES = (
     ("seed", "[0, inf)"),
     ("data.batch_size", "[1, inf)"), ("data.num_points", "[1, inf)"), ("data.image_size", "[0, inf)"),
+    ("autoencoder.scaling_factor", "[0, inf)"), ("autoencoder.encode_batch_size", "[1, inf)"),
     ("model.sigma_data", "(0, inf)"), ("model.sigma_min", "(0, inf)"), ("model.sigma_max", "(0, inf)"),
     ("model.rho", "(0, inf)"),
     ("network.dropout", "[0, 1)"), ("network.fourier_scale", "(0, inf)"),
     ("network.mlp.hidden", "[1, inf)"), ("network.mlp.depth", "[0, inf)"), ("network.mlp.emb_dim", "[1, inf)"),
     ("network.unet.model_channels", "[1, inf)"), ("network.unet.channel_mult_emb", "[1, inf)"),
-    ("network.unet.num_blocks", "[1, inf)"),
+    ("network.unet.num_blocks", "[1, inf)"), ("network.autoencoder.channels", "[1, inf)"),
+    ("network.autoencoder.latent_channels", "[1, inf)"), ("network.autoencoder.downsample", "[1, inf)"),
     ("objective.p_std", "(0, inf)"), ("objective.target_ema", "[0, 1)"),
     ("objective.mu0", "[0, 1)"), ("objective.teacher_substeps", "[1, inf)"),
     ("objective.label_dropout", "[0, 1)"), ("objective.guidance_min", "[0, inf)"),
@@ -121,7 +126,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice("optim.name", config.optim.name, OPTIMIZERS)
     _choice("train.nan_policy", config.train.nan_policy, NAN_POLICIES)
     _choice("network.compute_dtype", config.network.compute_dtype, COMPUTE_DTYPES)
+    _choice("autoencoder.kind", config.autoencoder.kind, AUTOENCODER_KINDS)
     check_ranges(config)
+    _check_autoencoder(config)
     m = config.model
     if not m.sigma_min < m.sigma_max:
         raise ConfigError(f"config.model.sigma_min={m.sigma_min} must be < sigma_max={m.sigma_max}.")
@@ -163,6 +170,38 @@ def validate(config: ml_collections.ConfigDict) -> None:
     except ValueError as e:
         raise ConfigError(f"config.sample.multistep_sigmas: {e}") from None
     _check_steps_per_dispatch(config.train)
+
+
+def _check_autoencoder(config: ml_collections.ConfigDict) -> None:
+    """An autoencoder run (network and objective both 'autoencoder', on images), and a latent run
+    (config.autoencoder.kind other than 'none': an autoencoder named, no flips)."""
+    a, trains_one = config.autoencoder, config.objective.name == "autoencoder"
+    if trains_one != (config.network.name == "autoencoder"):
+        raise ConfigError(
+            f"config.objective.name={config.objective.name!r} with network.name={config.network.name!r}: "
+            "an autoencoder run sets both to 'autoencoder' (configs/digits_autoencoder.py); other "
+            "objectives train a denoising network."
+        )
+    down = config.network.autoencoder.downsample
+    if trains_one and down & (down - 1):
+        raise ConfigError(f"config.network.autoencoder.downsample={down} must be a power of 2 (1, 2, 4, ...).")
+    if trains_one and a.kind != "none":
+        raise ConfigError(
+            f"config.autoencoder.kind={a.kind!r} on an autoencoder run: it trains on images; set "
+            "config.autoencoder.kind='none'."
+        )
+    if a.kind == "digits" and not a.workdir:
+        raise ConfigError(
+            "config.autoencoder.kind='digits' is a latent run without an autoencoder: set "
+            "config.autoencoder.workdir to a finished autoencoder run (python launch.py "
+            "--config=configs/digits_autoencoder.py --workdir=runs/digits/autoencoder), e.g. "
+            "--config.autoencoder.workdir=runs/digits/autoencoder."
+        )
+    if a.kind != "none" and config.data.random_flip:
+        raise ConfigError(
+            "config.data.random_flip=True on a latent run: the data set is encoded once, unflipped. "
+            "Set config.data.random_flip=False."
+        )
 
 
 def _check_lcm(config: ml_collections.ConfigDict) -> None:

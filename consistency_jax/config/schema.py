@@ -29,6 +29,19 @@ def get_config() -> ml_collections.ConfigDict:
     d.split = "train"
     d.conditional = False  # feed class labels to the network
 
+    # --- autoencoder (latent runs: the network sees scaled latents, samples are decoded) -------
+    c.autoencoder = a = ml_collections.ConfigDict()
+    # none (pixel space) | digits (an autoencoder trained here: configs/digits_autoencoder.py) |
+    # sd_vae (Stable Diffusion's KL-f8 VAE, 4 latent channels, read from its safetensors file)
+    a.kind = "none"
+    a.workdir = ""  # digits: the workdir of the finished autoencoder run (required, no default)
+    a.path = ""  # sd_vae: diffusion_pytorch_model.safetensors ('': where load_sd_vae looks)
+    # latents are multiplied by it (LDM Sec. 4.3.2): 0 takes the autoencoder's own (digits: 1 / the
+    # std of its latents, stored with its checkpoint at training end; sd_vae: 0.18215)
+    a.scaling_factor = 0.0
+    a.cache_dir = ""  # the encoded data set ('': <workdir>/latents); runs may share one
+    a.encode_batch_size = 256  # images per jitted encoder call while encoding the data set
+
     # --- EDM / consistency parametrization ----------------------------------------------
     c.model = m = ml_collections.ConfigDict()
     m.sigma_data = 0.5  # sigma_d: data std (0.5 for [-1, 1] images)
@@ -42,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- network ---------------------------------------------------------------------
     c.network = n = ml_collections.ConfigDict()
-    n.name = "mlp"  # mlp | ddpmpp | ncsnpp (SongUNet) | adm (DhariwalUNet, ImageNet-64's)
+    n.name = "mlp"  # mlp | ddpmpp | ncsnpp (SongUNet) | adm (DhariwalUNet, ImageNet-64's) | autoencoder
     n.dropout = 0.0
     n.embedding_type = "auto"  # auto (the architecture's own) | positional | fourier (not adm: positional)
     n.fourier_scale = 16.0  # Fourier embedding scale (NCSN++ 16; iCT 0.02)
@@ -57,6 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
     # LCM's timestep_cond), so that one student samples at any w in [guidance_min, guidance_max]
     n.guidance_embedding = False
     n.mlp = ml_collections.ConfigDict(dict(hidden=256, depth=4, emb_dim=128))
+    # network.name='autoencoder' (an autoencoder run, objective.name='autoencoder'): a conv
+    # encoder/decoder, `channels` wide at full resolution and doubled at each downsampling by 2
+    n.autoencoder = ml_collections.ConfigDict(dict(channels=32, latent_channels=2, downsample=2))
     n.unet = ml_collections.ConfigDict(
         dict(
             model_channels=128,  # base width
@@ -69,7 +85,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- objective -------------------------------------------------------------------
     c.objective = o = ml_collections.ConfigDict()
-    o.name = "edm"  # edm (teacher DSM) | cd | lcm (guided CD) | ct | ict | ect | sct | scd | meanflow
+    # edm (teacher DSM) | cd | lcm (guided CD) | ct | ict | ect | sct | scd | meanflow | autoencoder
+    # (reconstruction MSE of network.name='autoencoder')
+    o.name = "edm"
     # EDM, ECT: ln sigma ~ N(p_mean, p_std^2); iCT: lognormal index weights; sCT/sCD: tau = ln sigma,
     # t = arctan(e^tau / sigma_d); MeanFlow: t, r = sigmoid of two N(p_mean, p_std^2) draws
     o.p_mean = -1.2

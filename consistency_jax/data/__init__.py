@@ -6,20 +6,25 @@
     state = it.get_state(); ...; it.set_state(state)  # resumes exactly
 """
 
+import dataclasses
 import functools
+from collections.abc import Callable
 
 import grain
 import ml_collections
+import numpy as np
 
 from consistency_jax.data import images, toy
 from consistency_jax.data.batching import (
     ArraySource,
     DataInfo,
+    Example,
     array_batches,
     local_batch_size,
     record_batches,
 )
 from consistency_jax.data.images import DatasetUnavailableError
+from consistency_jax.data.latents import LatentSource
 from consistency_jax.errors import ConfigError
 
 __all__ = ["DataInfo", "DatasetUnavailableError", "build_dataset", "data_info", "num_labels"]
@@ -46,13 +51,15 @@ def data_info(cfg: ml_collections.ConfigDict) -> DataInfo:
 
 
 def build_dataset(
-    cfg: ml_collections.ConfigDict, *, seed: int, process_index: int = 0, process_count: int = 1
+    cfg: ml_collections.ConfigDict, *, seed: int, process_index: int = 0, process_count: int = 1,
+    latents: LatentSource | None = None,
 ) -> tuple[grain.DatasetIterator, DataInfo]:
     """An endless iterator of this process's batches of `cfg.name`, and the data set's DataInfo.
 
     Each batch holds cfg.batch_size // process_count examples: "x" float32 (toy points as they
-    are; images NHWC in [-1, 1]) and, for labelled data sets, "label" int32. `seed` (the same on
-    every process) fixes the order and the flips.
+    are; images NHWC in [-1, 1]; with `latents`, the data set's cached scaled latents, and the
+    DataInfo their shape) and, for labelled data sets, "label" int32. `seed` (the same on every
+    process) fixes the order and the flips.
     """
     info = data_info(cfg)
     share = {
@@ -63,7 +70,10 @@ def build_dataset(
     }
     labelled = info.num_classes > 0
     augment = images.random_flip if cfg.random_flip else None
-    if cfg.name in toy.TOY_DATASETS:
+    if latents is not None:
+        ds = array_batches(latents, prepare=None, augment=None, **share)
+        info = dataclasses.replace(info, shape=latents.shape)
+    elif cfg.name in toy.TOY_DATASETS:
         source = ArraySource({"x": toy.toy_points(cfg.name, cfg.num_points, seed)})
         ds = array_batches(source, prepare=None, augment=None, **share)
     elif cfg.name == images.DIGITS:
@@ -87,3 +97,20 @@ def num_labels(cfg: ml_collections.ConfigDict, info: DataInfo) -> int:
     """The number of classes the network is conditioned on: the data's, or 0 unless
     cfg.conditional (`cfg` is config.data)."""
     return info.num_classes if cfg.conditional else 0
+
+
+def example_reader(cfg: ml_collections.ConfigDict) -> Callable[[np.ndarray], Example]:
+    """indices -> those examples of the image data set `cfg.name` in the split's own order, as a
+    batch {"x": float32 NHWC in [-1, 1], "label"}: unshuffled and unflipped (what an encoder reads)."""
+    labelled = data_info(cfg).num_classes > 0
+    if cfg.name == images.DIGITS:
+        source = images.digits_source(cfg.image_size)
+        return lambda index: images.to_example(source[index], labelled)
+    source = images.tfds_source(cfg.name, cfg.split, cfg.tfds_data_dir)
+    preprocess = images.tfds_preprocessor(cfg.image_size, labelled)
+
+    def read(index: np.ndarray) -> Example:
+        examples = [preprocess(source[int(i)]) for i in index]
+        return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+    return read

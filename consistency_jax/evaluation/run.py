@@ -52,7 +52,8 @@ from absl import logging
 from matplotlib.figure import Figure
 
 from consistency_jax.config import checks
-from consistency_jax.data import DataInfo, build_dataset, data_info, num_labels
+from consistency_jax.data import DataInfo, build_dataset, data_info, example_reader, num_labels
+from consistency_jax.data.latents import latent_info
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation.metrics import (
     FeaturesFn,
@@ -64,15 +65,18 @@ from consistency_jax.evaluation.metrics import (
     load_statistics,
 )
 from consistency_jax.evaluation.samples import (
+    RECONSTRUCTION,
     batch_labels,
     image_grid,
     is_guided,
     make_sampler,
+    reconstructions,
     sampler_names,
     sampler_spec,
     to_uint8,
 )
 from consistency_jax.networks import build_network
+from consistency_jax.networks.autoencoder import Autoencoder, conv_autoencoder
 from consistency_jax.networks.pretrained import load_digits_features, load_fid_inception
 from consistency_jax.training import checkpoint, files, parallel
 from consistency_jax.training.log import format_duration, tensorboard
@@ -166,6 +170,8 @@ def shard_spec(config: ml_collections.ConfigDict, name: str, step: int) -> dict:
         "sampler": name, "step": step, "seed": config.seed, "shard_size": config.eval.shard_size,
         "batch_size": config.eval.batch_size, "model": config.model.to_dict(), "sample": sample,
     }
+    if config.autoencoder.kind != "none":  # a latent run's samples are decoded by it
+        spec["autoencoder"] = config.autoencoder.to_dict()
     return json.loads(json.dumps(spec))
 
 
@@ -507,10 +513,17 @@ def board_results(workdir: str, results: dict, grids: dict[str, np.ndarray]) -> 
     board.close()
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:
+def evaluate(
+    config: ml_collections.ConfigDict, workdir: str, step: int | None = None,
+    autoencoder: Autoencoder | None = None,
+) -> dict:
     """Sample every configured sampler from the run's checkpoint at `step` (default: the latest;
     resuming at the first missing shard), compute FID, IS and KID, write them (see the module
     docstring); the results.
+
+    A latent run (`autoencoder`: config.autoencoder's) samples latents and is evaluated on their
+    decoded images. An autoencoder run is evaluated on its reconstructions of every training
+    image (sampler 'reconstruction'): the floor of the runs in its latent space.
 
     Everything that can fail without compute (config, data, feature-network weights, reference
     statistics file, checkpoint) is checked before sampling.
@@ -523,7 +536,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
     features_fn = FEATURE_NETS[net]()
     model = build_network(config.network, num_classes)
     directory = eval_dir(workdir, step)
-    params, step = restore_ema_params(config, workdir, model, info, step)
+    params, step = restore_ema_params(config, workdir, model, latent_info(info, autoencoder, config.data.name), step)
     reference = reference_statistics(config, net, features_fn, workdir)
     check_reference(reference, features_fn, info.shape)
     key = jax.random.fold_in(jax.random.key(config.seed), EVAL_KEY_FOLD)
@@ -535,11 +548,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
     }
     grids = {}
     for name in sampler_names(config):
-        shards = os.path.join(directory, name)
-        if _is_writer():
-            prepare_shard_dir(shards, shard_spec(config, name, step))
-        sampler = parallel.sharded_sampler(make_sampler(scfg, model, name, info.shape), mesh)
-        samples, labels = sample_shards(sampler, params, key, shards, config, info.shape, num_classes)
+        if name == RECONSTRUCTION:
+            samples, labels = reconstructed_training_images(config, model, params, info), None
+            results["num_samples"] = len(samples)
+        else:
+            shards = os.path.join(directory, name)
+            if _is_writer():
+                prepare_shard_dir(shards, shard_spec(config, name, step))
+            shape = latent_info(info, autoencoder, config.data.name).shape
+            sampler = parallel.sharded_sampler(make_sampler(scfg, model, name, shape, autoencoder), mesh)
+            samples, labels = sample_shards(sampler, params, key, shards, config, info.shape, num_classes)
         grids[name] = np.repeat(image_grid(samples[:64]), 3 // info.shape[-1], axis=-1)
         results["samplers"][name] = figures(
             samples, features_fn, reference, config.eval.feature_batch_size, net, labels
@@ -551,6 +569,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
         path = os.path.join(directory, "tradeoff.png")
         _write_atomic(path, lambda f: tradeoff_plot(f, config, results["samplers"]))
     return results
+
+
+def reconstructed_training_images(
+    config: ml_collections.ConfigDict, model: nn.Module, params, info: DataInfo
+) -> np.ndarray:
+    """An autoencoder run's decode(encode(x)) of every training image, as uint8."""
+    ae = conv_autoencoder(model, params, info.shape[-1], 1.0)
+    images = example_reader(config.data)(np.arange(info.num_examples))["x"]
+    return to_uint8(reconstructions(ae, images, config.eval.batch_size))
 
 
 def tradeoff_plot(path, config: ml_collections.ConfigDict, figs: dict[str, dict]) -> None:

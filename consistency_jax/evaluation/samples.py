@@ -19,10 +19,13 @@ from consistency_jax.core.parametrization import (
     trigflow_network,
     trigflow_time,
 )
-from consistency_jax.data import DataInfo, build_dataset, num_labels
+from consistency_jax.data import DataInfo, build_dataset, example_reader, num_labels
 from consistency_jax.networks import network_fn
+from consistency_jax.networks.autoencoder import Autoencoder, conv_autoencoder, unscale
 from consistency_jax.training import files, parallel
 from consistency_jax.training.objectives import teacher_denoiser
+
+RECONSTRUCTION = "reconstruction"  # an autoencoder run's samples: decoded encodings of the data
 
 
 def is_guided(config: ml_collections.ConfigDict) -> bool:
@@ -33,6 +36,8 @@ def is_guided(config: ml_collections.ConfigDict) -> bool:
 def base_sampler_names(config: ml_collections.ConfigDict) -> list[str]:
     """The samplers of a run, before guidance: the teacher's ODE, an LCM student's 1, 2, 4 ...
     steps, or one- and multistep."""
+    if config.objective.name == "autoencoder":
+        return [RECONSTRUCTION]
     if config.objective.name == "edm":
         return [f"teacher_{config.sample.teacher_solver}{_teacher_nfe(config)}"]
     if config.objective.name == "lcm":
@@ -70,7 +75,9 @@ def _teacher_nfe(config: ml_collections.ConfigDict) -> int:
 def nfe(config: ml_collections.ConfigDict, sampler: str) -> int:
     """Network evaluations per sample of a sampler of this config: the teacher's ODE (twice as
     many at a guidance scale w other than 0 and 1: conditional and unconditional), one step,
-    an LCM student's steps, or the multistep list."""
+    an LCM student's steps, or the multistep list; none for an autoencoder's reconstructions."""
+    if config.objective.name == "autoencoder":
+        return 0
     if config.objective.name == "edm":
         w = sampler_spec(config, sampler)[1]
         return _teacher_nfe(config) * (1 if w in (0.0, 1.0) else 2)
@@ -100,14 +107,16 @@ Sampler = Callable[[object, jax.Array, jax.Array | None], jax.Array]  # (params,
 
 
 def make_sampler(
-    config: ml_collections.ConfigDict, model: nn.Module, name: str, shape: tuple[int, ...]
+    config: ml_collections.ConfigDict, model: nn.Module, name: str, shape: tuple[int, ...],
+    autoencoder: Autoencoder | None = None,
 ) -> Sampler:
     """A jitted `(params, key, labels) -> samples [sample.batch_size, *shape]` for a
     `sampler_names` entry; labels int [sample.batch_size] on a conditional run (`batch_labels`),
-    None on an unconditional one."""
+    None on an unconditional one. A latent run's sampler (`autoencoder` given, `shape` the
+    latents') draws scaled latents and returns them unscaled and decoded: images."""
     m, s = config.model, config.sample
     batch_shape = (s.batch_size, *shape)
-    clip = len(shape) == 3  # images live in [-1, 1]
+    clip = len(shape) == 3 and autoencoder is None  # images live in [-1, 1], latents do not
     base, w = sampler_spec(config, name)
     if config.objective.name == "edm":
         sigmas = sampling.teacher_sigmas(s.teacher_steps, m.sigma_min, m.sigma_max, m.rho)
@@ -145,7 +154,14 @@ def make_sampler(
             denoiser(network_fn(model, params, labels, guidance=w if guided else None), cm), key,
             batch_shape, times, m.sigma_min, clip,
         )
+    if autoencoder is not None:
+        return jax.jit(decoded(fn, autoencoder))
     return jax.jit(fn)
+
+
+def decoded(sampler: Sampler, ae: Autoencoder) -> Sampler:
+    """A latent run's `sampler` followed by the decoder: samples are images."""
+    return lambda params, key, labels: ae.decode(unscale(sampler(params, key, labels), ae))
 
 
 def batch_labels(config: ml_collections.ConfigDict, num_classes: int, index: int, size: int) -> np.ndarray | None:
@@ -225,13 +241,20 @@ def plot_points(path, sets: dict[str, np.ndarray]) -> None:
     fig.savefig(path, dpi=80, format="png")
 
 
-def write_samples(config, workdir: str, model: nn.Module, params, info: DataInfo, tag: str = "") -> dict:
+def write_samples(
+    config, workdir: str, model: nn.Module, params, info: DataInfo, tag: str = "",
+    autoencoder: Autoencoder | None = None,
+) -> dict:
     """Every configured sampler's samples at `params`, as workdir/samples/<name><tag>.npz; paths.
-    A conditional image run also gets workdir/samples/classes<tag>.png (`class_grid`).
+    A conditional image run also gets workdir/samples/classes<tag>.png (`class_grid`). A latent
+    run (`autoencoder` given, `info` its latents') saves the decoded images; an autoencoder run
+    its reconstructions of the first sample.num_samples images (`write_reconstructions`).
 
     Every process takes part: each sampling batch is split over the devices of config.parallel's
     mesh (config.sample.batch_size must divide by the device count); process 0 writes the files.
     """
+    if config.objective.name == "autoencoder":
+        return write_reconstructions(config, workdir, model, params, info, tag)
     num_classes = num_labels(config.data, info)
     checks.check_labels_fit(config, num_classes)
     mesh = parallel.make_mesh(config.parallel)
@@ -241,7 +264,7 @@ def write_samples(config, workdir: str, model: nn.Module, params, info: DataInfo
     labels_of = lambda b: batch_labels(config, num_classes, b, config.sample.batch_size)
     paths, drawn = {}, {}
     for name in sampler_names(config):
-        sampler = parallel.sharded_sampler(make_sampler(config, model, name, info.shape), mesh)
+        sampler = parallel.sharded_sampler(make_sampler(config, model, name, info.shape, autoencoder), mesh)
         samples, labels = generate(sampler, params, key, config.sample.num_samples, labels_of)
         if parallel.is_main_process():
             paths[name] = save_samples(workdir, name + tag, samples, reference, labels)
@@ -250,6 +273,24 @@ def write_samples(config, workdir: str, model: nn.Module, params, info: DataInfo
         png = os.path.join(workdir, "samples", f"classes{tag}.png")
         files.write_atomic(png, lambda f: class_grid(f, drawn, num_classes), "a class grid")
     return paths
+
+
+def reconstructions(ae: Autoencoder, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """decode(encode(images)) of [-1, 1] images, `batch_size` at a time."""
+    return np.concatenate([
+        np.asarray(ae.decode(ae.encode(images[i : i + batch_size]))) for i in range(0, len(images), batch_size)
+    ])
+
+
+def write_reconstructions(config, workdir: str, model: nn.Module, params, info: DataInfo, tag: str = "") -> dict:
+    """An autoencoder run's samples: its reconstructions of the first sample.num_samples images of
+    the data, as workdir/samples/reconstruction<tag>.npz and .png (process 0)."""
+    ae = conv_autoencoder(model, params, info.shape[-1], 1.0)
+    images = example_reader(config.data)(np.arange(min(config.sample.num_samples, info.num_examples)))["x"]
+    samples = reconstructions(ae, images, config.sample.batch_size)
+    if not parallel.is_main_process():
+        return {}
+    return {RECONSTRUCTION: save_samples(workdir, RECONSTRUCTION + tag, samples)}
 
 
 def class_grid(path, drawn: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: int) -> None:

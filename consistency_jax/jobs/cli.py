@@ -23,10 +23,11 @@ from ml_collections import config_flags
 
 from consistency_jax.config import checks, overrides, schema
 from consistency_jax.data import DatasetUnavailableError, data_info, num_labels
+from consistency_jax.data.latents import latent_info
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation import run as evaluate
 from consistency_jax.evaluation.samples import sampler_names, write_samples
-from consistency_jax.jobs import edit, train
+from consistency_jax.jobs import edit, latents, train
 from consistency_jax.jobs.teacher import TeacherNotFoundError
 from consistency_jax.networks import build_network
 from consistency_jax.networks.pretrained import WeightsUnavailableError
@@ -170,6 +171,8 @@ def sample(config, workdir: str, seed: int | None = None) -> list[str]:
     checks.validate(config)
     info = data_info(config.data)
     checks.check_labels_fit(config, num_labels(config.data, info))
+    ae = latents.load_autoencoder(config)
+    info = latent_info(info, ae, config.data.name)  # what the network sees
     model = build_network(config.network, num_labels(config.data, info))
     manager = checkpoint.make_manager(workdir)
     try:
@@ -180,7 +183,7 @@ def sample(config, workdir: str, seed: int | None = None) -> list[str]:
     if seed is not None:
         config, tag = config.copy_and_resolve_references(), f"_seed{seed}"
         config.seed = seed
-    paths = write_samples(config, workdir, model, state.ema_params, info, tag=tag)
+    paths = write_samples(config, workdir, model, state.ema_params, info, tag=tag, autoencoder=ae)
     board = tensorboard(workdir)
     train.log_samples(board, {name + tag: path for name, path in paths.items()}, int(state.step))
     if board is not None:
@@ -200,8 +203,10 @@ def check_sample_seed(seed: int | None, mode: str) -> None:
 def run_evals(config, workdir: str, spec: str) -> list[str]:
     """Evaluate each checkpoint --eval_steps names; with several, log a table of their Frechet
     distances. The files written."""
+    checks.validate(config)
     steps = evaluate.steps_to_evaluate(workdir, spec)
-    rows = [evaluate.evaluate(config, workdir, step) for step in steps]
+    ae = latents.load_autoencoder(config)
+    rows = [evaluate.evaluate(config, workdir, step, ae) for step in steps]
     if len(rows) > 1:
         for r in rows:
             key = evaluate.frechet_key(r["feature_net"])

@@ -135,6 +135,11 @@ def schedule(config: ml_collections.ConfigDict) -> list[float]:
 def edit_run(config: ml_collections.ConfigDict, workdir: str) -> str:
     """Edit with the run's latest checkpoint (sampling EMA); the path of the .npz written."""
     check(config)
+    if config.autoencoder.kind != "none":
+        raise ConfigError(
+            f"--mode=edit edits in pixel space; this is a latent run (config.autoencoder.kind="
+            f"{config.autoencoder.kind!r}), whose masks and strokes would act on latents."
+        )
     info = data_info(config.data)
     if len(info.shape) != 3:
         raise ConfigError(f"--mode=edit edits images; {config.data.name!r} holds vectors.")

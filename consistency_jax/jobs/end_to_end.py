@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from consistency_jax.data import build_dataset, data_info
 from consistency_jax.evaluation import run as evaluate
 from consistency_jax.evaluation import samples, sliced_wasserstein
-from consistency_jax.jobs import train
+from consistency_jax.jobs import latents, train
 from consistency_jax.training import checkpoint, compile_cache
 from consistency_jax.training.objectives import needs_teacher, starts_from_teacher
 
@@ -36,10 +36,25 @@ def stage_configs(
     configs = {stage: preset[stage]() for stage in stages}
     if not teacher_stages(configs):
         raise ValueError(f"Stages must include a teacher (an EDM stage such as 'edm'), got {stages}.")
+    latent = [s for s, c in configs.items() if is_latent(c)]
+    if latent and not autoencoder_stages(configs):
+        raise ValueError(f"The latent stages {latent} need the autoencoder stage ('autoencoder') in the stages.")
+    for stage in latent:
+        configs[stage].autoencoder.workdir = os.path.abspath(os.path.join(workdir, autoencoder_stages(configs)[0]))
     for stage, config in configs.items():
         if config.objective.name != "edm" and uses_teacher(config):
             config.objective.teacher_workdir = os.path.abspath(os.path.join(workdir, teacher_stage(configs, stage)))
     return configs
+
+
+def is_latent(config: ml_collections.ConfigDict) -> bool:
+    """Whether a stage works in an autoencoder's latent space."""
+    return config.autoencoder.kind != "none"
+
+
+def autoencoder_stages(configs: dict[str, ml_collections.ConfigDict]) -> list[str]:
+    """The autoencoder stages: they train before everything else."""
+    return [s for s, c in configs.items() if c.objective.name == "autoencoder"]
 
 
 def teacher_stages(configs: dict[str, ml_collections.ConfigDict]) -> list[str]:
@@ -48,15 +63,21 @@ def teacher_stages(configs: dict[str, ml_collections.ConfigDict]) -> list[str]:
 
 
 def teacher_stage(configs: dict[str, ml_collections.ConfigDict], stage: str) -> str:
-    """The teacher of `stage`: the first EDM stage with its data.conditional (the teacher must
-    share it, `load_teacher`), e.g. edm_cond for lcm; the stage itself for a teacher."""
+    """The teacher of `stage`: the first EDM stage with its data.conditional and its space, pixels
+    or latents (the teacher must share them, `load_teacher`), e.g. edm_cond for lcm, latent_edm for
+    latent_cd; the stage itself for a teacher."""
     if configs[stage].objective.name == "edm":
         return stage
-    conditional = configs[stage].data.conditional
-    match = [s for s in teacher_stages(configs) if configs[s].data.conditional == conditional]
+    conditional, latent = configs[stage].data.conditional, is_latent(configs[stage])
+    match = [
+        s for s in teacher_stages(configs)
+        if configs[s].data.conditional == conditional and is_latent(configs[s]) == latent
+    ]
     if not match:
-        kind = "a conditional" if conditional else "an unconditional"
-        raise ValueError(f"Stage {stage!r} needs {kind} teacher stage (e.g. 'edm_cond' or 'edm') in the stages.")
+        kind = ("a conditional" if conditional else "an unconditional") + (" latent" if latent else "")
+        raise ValueError(
+            f"Stage {stage!r} needs {kind} teacher stage (e.g. 'edm_cond', 'edm', 'latent_edm') in the stages."
+        )
     return match[0]
 
 
@@ -178,7 +199,12 @@ def _run_stage(
     _worker_stage = stage
     if train_it:
         train.train(config, workdir)
-    return evaluate.evaluate(config, workdir) if evaluate_it else None
+    return evaluate_stage(config, workdir) if evaluate_it else None
+
+
+def evaluate_stage(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """`evaluate.evaluate` of a stage, a latent one with its autoencoder."""
+    return evaluate.evaluate(config, workdir, autoencoder=latents.load_autoencoder(config))
 
 
 def run_stages(
@@ -192,13 +218,14 @@ def run_stages(
     (`evaluate.evaluate`; stage -> its results is returned), the second process scoring its own
     stages and then the teacher (the 35-evaluation ODE, the longest evaluation) while the first
     trains CD."""
-    teachers = teacher_stages(configs)
-    later = [s for s in configs if s not in teachers]
+    autoencoders, teachers = autoencoder_stages(configs), teacher_stages(configs)
+    later = [s for s in configs if s not in teachers and s not in autoencoders]
     # the second process takes every stage that does not distil the teacher
     second = [s for s in later if not needs_teacher(configs[s].objective.name)] if concurrent else []
-    background = [s for s in second if not uses_teacher(configs[s])]  # from the start
+    # from the start; latent stages once the autoencoder (the first stage) is trained
+    background = [s for s in second if not uses_teacher(configs[s]) and not is_latent(configs[s])]
     after_teacher = [s for s in second if s not in background]  # once the teachers are trained
-    in_order = [*teachers, *[s for s in later if s not in second]]
+    in_order = [*autoencoders, *teachers, *[s for s in later if s not in second]]
     path = lambda stage: os.path.join(workdir, stage)
     pool = None
     if second:
@@ -221,7 +248,7 @@ def run_stages(
                 if evaluate_stages:
                     futures[stage] = pool.submit(_run_stage, configs[stage], path(stage), stage, False, True)
             elif evaluate_stages:
-                evaluations[stage] = evaluate.evaluate(configs[stage], path(stage))
+                evaluations[stage] = evaluate_stage(configs[stage], path(stage))
         for stage, future in futures.items():
             evaluations[stage] = future.result()  # a failure in the second process is raised here
     finally:

@@ -27,6 +27,15 @@ class Teacher:
     params: object  # the teacher's sampling-EMA parameters
 
 
+def _latent_space(config: ml_collections.ConfigDict) -> str:
+    """The space a run's network works in, in words: images, or an autoencoder's latents."""
+    a = config.autoencoder
+    if a.kind == "none":
+        return "images (config.autoencoder.kind='none')"
+    where = {"digits": f"workdir={os.path.normpath(a.workdir)!r}", "sd_vae": f"path={a.path!r}"}[a.kind]
+    return f"the latents of config.autoencoder.kind={a.kind!r}, {where}, scaling_factor={a.scaling_factor}"
+
+
 def load_teacher(config: ml_collections.ConfigDict, info: DataInfo, mesh: Mesh | None = None) -> Teacher:
     """The EDM teacher's EMA parameters from config.objective.teacher_workdir; fails, naming the fix.
 
@@ -45,6 +54,12 @@ def load_teacher(config: ml_collections.ConfigDict, info: DataInfo, mesh: Mesh |
     if tconfig.objective.name != "edm":
         raise TeacherNotFoundError(
             f"{workdir!r} holds a {tconfig.objective.name!r} run, not an EDM teacher. {fix}"
+        )
+    ours, theirs = _latent_space(config), _latent_space(tconfig)
+    if ours != theirs:
+        raise ConfigError(
+            f"The teacher in {workdir!r} was trained on {theirs}, this run is on {ours}: a student "
+            "works in its teacher's space. Set config.autoencoder to the teacher's (its config.json)."
         )
     for key in ("model.sigma_data", "data.name", "data.image_size", "data.conditional"):
         section, name = key.split(".")

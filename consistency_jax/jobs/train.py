@@ -12,8 +12,10 @@ from absl import logging
 
 from consistency_jax.config import checks
 from consistency_jax.data import DataInfo, build_dataset, data_info, num_labels
+from consistency_jax.data.latents import latent_info
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation.samples import write_samples
+from consistency_jax.jobs import latents
 from consistency_jax.jobs.teacher import Teacher, load_teacher
 from consistency_jax.networks import build_network
 from consistency_jax.training import checkpoint, files, lock, parallel
@@ -98,7 +100,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
     mesh = parallel.make_mesh(config.parallel)
     parallel.check_batch_size("data.batch_size", config.data.batch_size, mesh)
     parallel.check_batch_size("sample.batch_size", config.sample.batch_size, mesh)
-    info = data_info(config.data)
+    images = data_info(config.data)
+    ae = latents.load_autoencoder(config)
+    info = latent_info(images, ae, config.data.name)  # what the network sees: images or latents
     checks.check_network_fits_data(config, info.shape)
     checks.check_steps_per_dispatch_on(config, jax.default_backend())
     checks.check_labels_fit(config, num_labels(config.data, info))
@@ -116,9 +120,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
         target = abstract_state(config, model, info, mesh)
         shardings = jax.tree.map(lambda a: a.sharding, target)
         manager = checkpoint.make_manager(workdir, keep=t.ckpt_keep, keep_every=t.ckpt_keep_every)
+        source = latents.latent_dataset(config, ae, images, workdir) if ae is not None else None
         data_iter, _ = build_dataset(
             config.data, seed=config.seed, process_index=jax.process_index(),
-            process_count=jax.process_count(),
+            process_count=jax.process_count(), latents=source,
         )
         if manager.latest_step() is not None:
             state = checkpoint.restore(manager, target, data_iter)
@@ -158,13 +163,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, allow_config_change: 
                         stopped = done
                         break
                     if t.sample_every and done % t.sample_every == 0 and done != t.num_steps:
-                        paths = write_samples(config, workdir, model, state.ema_params, info, tag=f"_{done:07d}")
+                        paths = write_samples(
+                            config, workdir, model, state.ema_params, info, tag=f"_{done:07d}", autoencoder=ae
+                        )
                         log_samples(log.board, paths, done)
             finally:
                 checkpoint.finish(manager)
         if stopped is not None or preemption.signum is not None:
             raise checkpoint.Preempted(int(state.step), preemption.signum or signal.SIGTERM)
-        log_samples(log.board, write_samples(config, workdir, model, state.ema_params, info), int(state.step))
+        if config.objective.name == "autoencoder":
+            latents.write_autoencoder_stats(config, workdir, model, state.ema_params, info)
+        paths = write_samples(config, workdir, model, state.ema_params, info, autoencoder=ae)
+        log_samples(log.board, paths, int(state.step))
         log.close()
         return state
 

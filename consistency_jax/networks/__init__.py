@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from consistency_jax.networks.adm import DhariwalUNet
+from consistency_jax.networks.autoencoder import ConvAutoencoder
 from consistency_jax.networks.layers import LogvarHead
 from consistency_jax.networks.mlp import MLP
 from consistency_jax.networks.unet import SongUNet
@@ -92,11 +93,18 @@ def _adm(cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
     )
 
 
+def _autoencoder(cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+    """The conv autoencoder an autoencoder run trains (labels unused)."""
+    a = cfg.autoencoder
+    return ConvAutoencoder(channels=a.channels, latent_channels=a.latent_channels, downsample=a.downsample)
+
+
 NETWORKS: dict[str, Callable[[ml_collections.ConfigDict, int], nn.Module]] = {
     "mlp": _mlp,
     "ddpmpp": _ddpmpp,
     "ncsnpp": _ncsnpp,
     "adm": _adm,
+    "autoencoder": _autoencoder,
 }
 
 

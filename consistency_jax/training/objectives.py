@@ -300,6 +300,18 @@ def meanflow_objective(config: ml_collections.ConfigDict, model: nn.Module, **_)
     return Objective(loss=loss, target_ema=None)
 
 
+def autoencoder_objective(config: ml_collections.ConfigDict, model: nn.Module, **_) -> Objective:
+    """An autoencoder run: the mean squared reconstruction error of network.name='autoencoder'
+    (its F(x) is decode(encode(x))), a plain deterministic autoencoder."""
+
+    def loss(params, target_params, frozen, batch, key, step):
+        x = batch["x"]
+        value = jnp.mean(losses.l2_distance(network_fn(model, params)(x, jnp.zeros(x.shape[:1])), x))
+        return value, {"loss": value}
+
+    return Objective(loss=loss, target_ema=None)
+
+
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "edm": edm_objective,
     "cd": cd_objective,
@@ -310,6 +322,7 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "sct": scm_objective,
     "scd": scm_objective,
     "meanflow": meanflow_objective,
+    "autoencoder": autoencoder_objective,
 }
 
 
