@@ -260,7 +260,8 @@ def _last_error(log: Path) -> str:
 def section_tests(opts: argparse.Namespace, budget: float, log: Path) -> tuple[str, str, list[dict]]:
     """pytest -k on the GPU-relevant tests; one row per test from pytest's JUnit XML."""
     xml = Path(opts.out) / "tests_junit.xml"
-    args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *TEST_SELECT, opts.tests_k, *TEST_FILES]
+    args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *TEST_SELECT, opts.tests_k]
+    args += TEST_FILES
     code, _ = run_child(args, budget, child_env(opts), log)
     rows = []
     if xml.exists():

@@ -199,3 +199,25 @@ def test_loading_and_running_import_no_torch(tiny_file, tmp_path):
     reconstruction = vae.decode(vae.encode(_images()))
     assert np.abs(reconstruction).max() > 0.1  # random weights, yet not a degenerate output
     assert _relative_error(np.load(out), np.asarray(reconstruction)) < TOLERANCE
+
+
+def test_a_latent_run_takes_the_vae_and_its_scaling_factor_from_its_folder(tiny_file, tmp_path):
+    """config.autoencoder.kind='sd_vae' loads the folder's weights and its config.json (architecture
+    and scaling factor, as SDXL's 0.13025 would be); a nonzero config scaling factor overrides it."""
+    from consistency_jax.config import schema
+    from consistency_jax.jobs.latents import load_autoencoder
+
+    folder = tmp_path / "vae"
+    folder.mkdir()
+    (folder / "diffusion_pytorch_model.safetensors").write_bytes(tiny_file.read_bytes())
+    settings = {"block_out_channels": [8, 16], "layers_per_block": 1, "latent_channels": 4,
+                "norm_num_groups": 4, "scaling_factor": 0.13025}
+    (folder / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL", **settings}))
+    config = schema.get_config()
+    config.autoencoder.kind, config.autoencoder.path = "sd_vae", str(folder)
+    vae = load_autoencoder(config)
+    assert (vae.scaling_factor, vae.latent_channels, vae.downsample) == (0.13025, 4, 2)
+    encode, _ = load_sd_vae(tiny_file, TINY)
+    np.testing.assert_array_equal(np.asarray(vae.encode(_images())), np.asarray(encode(_images())))
+    config.autoencoder.scaling_factor = 0.5
+    assert load_autoencoder(config).scaling_factor == 0.5
