@@ -1,11 +1,12 @@
-"""Training-step throughput of the teacher (edm), CD, CT, iCT and ECT steps, and the input pipeline's cost.
+"""Training-step throughput of the teacher (edm) and the consistency steps (CD, CT, iCT, ECT, sCT, sCD,
+MeanFlow), and the input pipeline's cost.
 
     python benchmarks/train_step.py --preset=digits --batch=128
     python benchmarks/train_step.py --preset=cifar10 --batch=8 --steps=2 --warmup=1 --pipeline=False
 
 Each step is compiled ahead (`lower().compile()`: compile time, XLA FLOPs and buffer sizes), then
-timed over --steps calls, each waited for, after --warmup calls. The CD step runs its teacher's Heun
-step with random teacher parameters. --pipeline also runs the loop as train.py does (no wait per
+timed over --steps calls, each waited for, after --warmup calls. The CD (sCD) step runs its teacher's Heun
+step (dx_t/dt) with random teacher parameters. --pipeline also runs the loop as train.py does (no wait per
 step) fed once by a synthetic device batch and once by consistency_jax.data.build_dataset.
 --dispatch=K runs that loop on a synthetic batch with one step per call and with K steps per call
 (config.train.steps_per_dispatch), alternating:
@@ -32,7 +33,7 @@ from benchmarks import common
 from consistency_jax.data import DatasetUnavailableError, build_dataset
 from consistency_jax.jobs.train import step_keys
 from consistency_jax.networks import build_network
-from consistency_jax.training.objectives import make_objective
+from consistency_jax.training.objectives import make_objective, needs_teacher
 from consistency_jax.training.state import create_train_state, make_optimizer
 from consistency_jax.training.step import make_train_step
 
@@ -61,7 +62,7 @@ def build_step(config: ml_collections.ConfigDict, params: Any, batch: dict, step
     """
     model = build_network(config.network, 0)
     dim = int(np.prod(batch["x"].shape[1:]))
-    objective = make_objective(config, model, model if config.objective.name == "cd" else None, dim)
+    objective = make_objective(config, model, model if needs_teacher(config.objective.name) else None, dim)
     optimizer = make_optimizer(config.optim)
     state = create_train_state(jax.tree.map(jnp.copy, params), optimizer, objective)
     frozen = (params if objective.needs_teacher else None, objective.frozen)
