@@ -87,7 +87,7 @@ DRY = Size(
 def bench_parts(size: Size) -> list[dict]:
     """The bench section's parts, the most wanted first: the bf16 matmul rate, the CD step at the
     large batch (the issue's 40%-of-matmul target), one-step vs Heun-35 sampling (its 30x target),
-    then EDM, CT, iCT and ECT (each with its time over EDM's), remat, the small batch, and steps
+    then EDM, CT, iCT, ECT, sCT, sCD and MeanFlow (each with its time over EDM's), remat, the small batch, and steps
     per dispatch."""
     small, large = size.batches
     train = lambda objective, batch, remat: {
@@ -103,7 +103,7 @@ def bench_parts(size: Size) -> list[dict]:
         sample("onestep"),
         sample("teacher"),
         train("edm", large, False),
-        *(train(objective, large, False) for objective in ("ct", "ict", "ect")),
+        *(train(objective, large, False) for objective in ("ct", "ict", "ect", "sct", "scd", "meanflow")),
         train("cd", large, True),
         train("edm", large, True),
         train("edm", small, False),
@@ -482,10 +482,12 @@ def run_part(part: dict, size: Size, state: dict, common: Any, sampling: Any, tr
         rate = common.matmul_peak(reps=size.steps * 10, dtype="bfloat16")
         return {"matmul_flop_s": rate, "device": common.device_info(), **common.host_memory()}
     config = common.preset_config(size.preset, part.get("objective", "cd"))
-    if "params" not in state:  # one initialisation serves every part: they share one network
-        info = common.dataset_info(config)
-        state["info"], state["params"] = info, common.init_network_params(config, info.shape)
-    info, params = state["info"], state["params"]
+    if "info" not in state:
+        state["info"] = common.dataset_info(config)
+    info, network = state["info"], config.network.to_json()
+    if network not in state:  # one initialisation per network (sCT and sCD add a loss-weighting head)
+        state[network] = common.init_network_params(config, info.shape)
+    params = state[network]
     before = common.host_memory().get("device_peak_mib")
     if kind == "train":
         config.network.remat = part["remat"]

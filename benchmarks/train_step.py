@@ -37,7 +37,7 @@ from consistency_jax.training.objectives import make_objective, needs_teacher
 from consistency_jax.training.state import create_train_state, make_optimizer
 from consistency_jax.training.step import make_train_step
 
-OBJECTIVES = ("edm", "cd", "ct", "ict", "ect")
+OBJECTIVES = ("edm", "cd", "ct", "ict", "ect", "sct", "scd", "meanflow")
 
 
 @dataclasses.dataclass
@@ -268,15 +268,18 @@ PIPELINE_COLUMNS = (
 )
 
 
-def setup(preset: str, objectives: list[str], batch: int, keep_lpips: bool) -> tuple[list, Any, dict]:
-    """The objectives' configs, network parameters and a synthetic batch of `batch`.
+def setup(preset: str, objectives: list[str], batch: int, keep_lpips: bool) -> tuple[list, list, dict]:
+    """The objectives' configs, their network parameters and a synthetic batch of `batch`.
 
-    One initialisation serves every objective: a preset's configs share one network shape.
+    One initialisation serves every objective of one network (sCT and sCD add a loss-weighting head).
     """
     configs = [common.preset_config(preset, o, keep_lpips) for o in objectives]
     info = common.dataset_info(configs[0])
-    params = common.init_network_params(configs[0], info.shape)
-    return configs, params, common.synthetic_batch(info, batch)
+    inits = {}
+    for c in configs:
+        if c.network.to_json() not in inits:
+            inits[c.network.to_json()] = common.init_network_params(c, info.shape)
+    return configs, [inits[c.network.to_json()] for c in configs], common.synthetic_batch(info, batch)
 
 
 def run_dispatch(
@@ -285,8 +288,8 @@ def run_dispatch(
     """A one-step-per-call vs k-steps-per-call row for each objective."""
     configs, params, synthetic = setup(preset, objectives, batch, keep_lpips)
     rows = []
-    for config in configs:
-        rows.append(bench_dispatch(config, preset, params, synthetic, k, steps, repeats))
+    for config, network_params in zip(configs, params):
+        rows.append(bench_dispatch(config, preset, network_params, synthetic, k, steps, repeats))
         print(f"  {preset} {config.objective.name}: {k} steps per call {rows[-1]['speedup']:.3g}x", flush=True)
     return rows
 
@@ -305,8 +308,8 @@ def run(
     """Train rows for each objective and, with `pipeline`, one synthetic-vs-real row (the first's)."""
     configs, params, synthetic = setup(preset, objectives, batch, keep_lpips)
     rows, pipe = [], []
-    for config in configs:
-        row, step = bench_objective(config, preset, params, synthetic, warmup, steps)
+    for config, network_params in zip(configs, params):
+        row, step = bench_objective(config, preset, network_params, synthetic, warmup, steps)
         rows.append(row)
         if pipeline and not pipe:
             pipe.append(

@@ -45,7 +45,7 @@ def check_bench_rows(bench: dict) -> None:
 
 @pytest.mark.slow
 def test_dry_run_reports_every_section_and_writes_json_and_markdown(tmp_path):
-    parts = "matmul,sample_onestep_b8,sample_teacher_b8,train_edm_b8,train_ect_b8"
+    parts = "matmul,sample_onestep_b8,sample_teacher_b8,train_edm_b8,train_ect_b8,train_sct_b8"
     record, md = dry_run(tmp_path, f"--parts={parts}")
     by_name = sections(record)
     assert list(by_name) == ["env", "tests", "bench"]
@@ -61,8 +61,9 @@ def test_dry_run_reports_every_section_and_writes_json_and_markdown(tmp_path):
     check_bench_rows(by_name["bench"])
     onestep, teacher = bench[1], bench[2]
     assert onestep["speedup_vs_teacher"] > 1 and teacher["sampler"].startswith("teacher_heun")
-    edm, ect = bench[3], bench[4]
+    edm, ect, sct = bench[3], bench[4], bench[5]  # sCT: its own network (a loss-weighting head)
     assert edm["vs_edm"] == 1 and ect["vs_edm"] == ect["step_s"] / edm["step_s"]
+    assert sct["objective"] == "sct" and sct["vs_edm"] == sct["step_s"] / edm["step_s"]
     # The Markdown has the section table and one table per section, a line per row.
     for name in ("env", "tests", "bench"):
         assert f"## {name}" in md
@@ -89,7 +90,7 @@ def test_full_dry_run(tmp_path):
     assert by_name["env"]["status"] == "ran" and by_name["tests"]["status"] == "ran"
     assert by_name["bench"]["status"] in ("ran", "partial")
     check_bench_rows(by_name["bench"])
-    assert len(by_name["bench"]["rows"]) == 15
+    assert len(by_name["bench"]["rows"]) == 18
 
 
 def test_vs_edm_pairs_rows_of_the_same_preset_network_batch_and_dtype():
