@@ -52,7 +52,7 @@ from absl import logging
 from matplotlib.figure import Figure
 
 from consistency_jax.config import checks
-from consistency_jax.data import DataInfo, build_dataset, data_info, example_reader, num_labels
+from consistency_jax.data import DataInfo, build_dataset, data_info, num_labels
 from consistency_jax.data.latents import latent_info
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation.metrics import (
@@ -76,7 +76,7 @@ from consistency_jax.evaluation.samples import (
     to_uint8,
 )
 from consistency_jax.networks import build_network
-from consistency_jax.networks.autoencoder import Autoencoder, conv_autoencoder
+from consistency_jax.networks.autoencoder import Autoencoder
 from consistency_jax.networks.pretrained import load_digits_features, load_fid_inception
 from consistency_jax.training import checkpoint, files, parallel
 from consistency_jax.training.log import format_duration, tensorboard
@@ -536,7 +536,8 @@ def evaluate(
     features_fn = FEATURE_NETS[net]()
     model = build_network(config.network, num_classes)
     directory = eval_dir(workdir, step)
-    params, step = restore_ema_params(config, workdir, model, latent_info(info, autoencoder, config.data.name), step)
+    network_info = latent_info(info, autoencoder, config.data.name)  # what the network sees
+    params, step = restore_ema_params(config, workdir, model, network_info, step)
     reference = reference_statistics(config, net, features_fn, workdir)
     check_reference(reference, features_fn, info.shape)
     key = jax.random.fold_in(jax.random.key(config.seed), EVAL_KEY_FOLD)
@@ -555,8 +556,7 @@ def evaluate(
             shards = os.path.join(directory, name)
             if _is_writer():
                 prepare_shard_dir(shards, shard_spec(config, name, step))
-            shape = latent_info(info, autoencoder, config.data.name).shape
-            sampler = parallel.sharded_sampler(make_sampler(scfg, model, name, shape, autoencoder), mesh)
+            sampler = parallel.sharded_sampler(make_sampler(scfg, model, name, network_info.shape, autoencoder), mesh)
             samples, labels = sample_shards(sampler, params, key, shards, config, info.shape, num_classes)
         grids[name] = np.repeat(image_grid(samples[:64]), 3 // info.shape[-1], axis=-1)
         results["samplers"][name] = figures(
@@ -575,9 +575,7 @@ def reconstructed_training_images(
     config: ml_collections.ConfigDict, model: nn.Module, params, info: DataInfo
 ) -> np.ndarray:
     """An autoencoder run's decode(encode(x)) of every training image, as uint8."""
-    ae = conv_autoencoder(model, params, info.shape[-1], 1.0)
-    images = example_reader(config.data)(np.arange(info.num_examples))["x"]
-    return to_uint8(reconstructions(ae, images, config.eval.batch_size))
+    return to_uint8(reconstructions(config, model, params, info, info.num_examples, config.eval.batch_size))
 
 
 def tradeoff_plot(path, config: ml_collections.ConfigDict, figs: dict[str, dict]) -> None:

@@ -275,8 +275,13 @@ def write_samples(
     return paths
 
 
-def reconstructions(ae: Autoencoder, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """decode(encode(images)) of [-1, 1] images, `batch_size` at a time."""
+def reconstructions(
+    config: ml_collections.ConfigDict, model: nn.Module, params, info: DataInfo, count: int, batch_size: int
+) -> np.ndarray:
+    """An autoencoder run's decode(encode(x)) of the first `count` images of the data, in [-1, 1],
+    `batch_size` at a time."""
+    ae = conv_autoencoder(model, params, info.shape[-1], 1.0)
+    images = example_reader(config.data)(np.arange(count))["x"]
     return np.concatenate([
         np.asarray(ae.decode(ae.encode(images[i : i + batch_size]))) for i in range(0, len(images), batch_size)
     ])
@@ -285,9 +290,8 @@ def reconstructions(ae: Autoencoder, images: np.ndarray, batch_size: int) -> np.
 def write_reconstructions(config, workdir: str, model: nn.Module, params, info: DataInfo, tag: str = "") -> dict:
     """An autoencoder run's samples: its reconstructions of the first sample.num_samples images of
     the data, as workdir/samples/reconstruction<tag>.npz and .png (process 0)."""
-    ae = conv_autoencoder(model, params, info.shape[-1], 1.0)
-    images = example_reader(config.data)(np.arange(min(config.sample.num_samples, info.num_examples)))["x"]
-    samples = reconstructions(ae, images, config.sample.batch_size)
+    count = min(config.sample.num_samples, info.num_examples)
+    samples = reconstructions(config, model, params, info, count, config.sample.batch_size)
     if not parallel.is_main_process():
         return {}
     return {RECONSTRUCTION: save_samples(workdir, RECONSTRUCTION + tag, samples)}
