@@ -2,6 +2,7 @@
 train loop and configs as `pipeline.py --preset=toy` at half their step counts, judged by sliced
 W2 to the data against the noise floor of a second data sample."""
 
+import json
 import os
 
 import numpy as np
@@ -113,3 +114,86 @@ def test_digits_pipeline_scores_the_same_when_the_second_process_evaluates(tmp_p
         ("edm", "teacher_heun7"), ("cd", "onestep"), ("cd", "2step"), ("ict", "onestep"), ("ict", "2step"),
         ("ect", "onestep"), ("ect", "2step"),
     }
+
+
+def shrunk(get_config):
+    """A toy stage at 20 steps and 500 samples."""
+
+    def get():
+        config = get_config()
+        config.train.num_steps = config.train.ckpt_every = 20
+        config.sample.num_samples = config.sample.batch_size = 500
+        return config
+
+    return get
+
+
+@pytest.mark.slow
+def test_seeds_train_the_teacher_once_each_student_per_seed_and_summarise(tmp_path):
+    """A one-seed pipeline extended to seeds 0 and 1 keeps seed 0's runs (WORKDIR/<stage>, not
+    retrained) and its figures; seed 1's student trains with config.seed 1 in WORKDIR/seed1/<stage>
+    from the one teacher; the table is the mean and range over the seeds."""
+    preset = {s: shrunk(PRESETS["toy"][s]) for s in ("edm", "cd")}
+    workdir = str(tmp_path)
+    one = pipeline.run_pipeline(preset, workdir, ("edm", "cd"))
+    summary = pipeline.run_pipeline(preset, workdir, ("edm", "cd"), seeds=(0, 1))
+    assert not os.path.exists(tmp_path / "seed1" / "edm")
+    assert len(os.listdir(tmp_path / "edm" / "checkpoints")) == 1  # the teacher trained once
+    with open(tmp_path / "seed1" / "cd" / "config.json") as f:
+        seed1 = json.load(f)
+    assert seed1["seed"] == 1 and seed1["objective"]["teacher_workdir"] == os.path.join(workdir, "edm")
+    with open(tmp_path / "results.json") as f:
+        rows = json.load(f)
+    assert [{k: v for k, v in r.items() if k != "seed"} for r in rows if r["seed"] == 0] == one
+    by_seed = {(r["stage"], r["sampler"], r["seed"]): r for r in rows}
+    assert set(by_seed) == {
+        ("data", "second data sample", 0), ("edm", "teacher_heun35", 0),
+        *(("cd", s, k) for s in ("onestep", "2step") for k in (0, 1)),
+    }
+    for row in summary:
+        values = [r["sw_data"] for r in rows if (r["stage"], r["sampler"]) == (row["stage"], row["sampler"])]
+        assert row["seeds"] == ([0, 1] if row["stage"] == "cd" else [0])
+        assert row["sw_data"] == pytest.approx(np.mean(values)) and row["sw_data_range"] == [min(values), max(values)]
+    cd = next(r for r in summary if r["sampler"] == "onestep")
+    assert cd["sw_data_range"][0] < cd["sw_data_range"][1]  # the seed reached training and sampling
+    with open(tmp_path / "results.md") as f:
+        assert f.read().startswith("Mean and range over training seeds [0, 1]:")
+
+
+def test_a_seed_moves_and_reseeds_the_students_alone(tmp_path):
+    workdir = str(tmp_path)
+    stages = ("autoencoder", "latent_edm", "latent_cd", "edm", "cd", "ict")
+    configs = pipeline.stage_configs(PRESETS["digits"], workdir, stages)
+    seeded = pipeline.with_seed(configs, 2)
+    assert pipeline.shared_stages(configs) == ["autoencoder", "latent_edm", "edm"]
+    for stage in stages:
+        shared = stage in ("autoencoder", "latent_edm", "edm")
+        assert seeded[stage].seed == (configs[stage].seed if shared else 2) and configs[stage].seed == 0
+        where = os.path.join(workdir, stage) if shared else os.path.join(workdir, "seed2", stage)
+        assert pipeline.stage_dir(configs, workdir, stage, 2) == where
+        assert pipeline.stage_dir(configs, workdir, stage, 0) == os.path.join(workdir, stage)
+    # the students of every seed use the one teacher and the one autoencoder
+    assert seeded["cd"].objective.teacher_workdir == os.path.join(workdir, "edm")
+    assert seeded["latent_cd"].autoencoder.workdir == os.path.join(workdir, "autoencoder")
+
+
+def test_seed_summary_is_the_mean_and_range_of_each_figure():
+    rows = [
+        {"stage": "edm", "sampler": "heun", "nfe": 35, "fd": 0.5, "seed": 0},
+        {"stage": "cd", "sampler": "onestep", "nfe": 1, "fd": 0.6, "vs": 1.2, "seed": 0},
+        {"stage": "cd", "sampler": "onestep", "nfe": 1, "fd": 0.9, "vs": 1.8, "seed": 1},
+        {"stage": "cd", "sampler": "onestep", "nfe": 1, "fd": 0.75, "vs": 1.5, "seed": 2},
+    ]
+    edm, cd = pipeline.seed_summary(rows)
+    assert edm == {"stage": "edm", "sampler": "heun", "nfe": 35, "seeds": [0], "fd": 0.5, "fd_range": [0.5, 0.5]}
+    assert cd["seeds"] == [0, 1, 2] and cd["fd"] == pytest.approx(0.75) and cd["fd_range"] == [0.6, 0.9]
+    assert cd["vs"] == pytest.approx(1.5) and cd["vs_range"] == [1.2, 1.8]
+    line = pipeline.results_table([cd]).splitlines()[2]
+    assert line == "| cd | onestep | 1 | 0,1,2 | 0.7500 | 0.6000-0.9000 | 1.5000 | 1.2000-1.8000 |"
+
+
+def test_seeds_must_be_distinct_and_non_negative(tmp_path):
+    for seeds in ((), (0, 0), (-1,)):
+        with pytest.raises(ConfigError, match="Seeds must be distinct non-negative integers"):
+            pipeline.run_pipeline(PRESETS["toy"], str(tmp_path), ("edm", "cd"), seeds=seeds)
+    assert not os.listdir(tmp_path)

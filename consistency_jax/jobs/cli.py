@@ -22,17 +22,16 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from consistency_jax.config import checks, overrides, schema
-from consistency_jax.data import DatasetUnavailableError, data_info, num_labels
+from consistency_jax.data import data_info, num_labels
 from consistency_jax.data.latents import latent_info
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation import run as evaluate
 from consistency_jax.evaluation.samples import sampler_names, write_samples
 from consistency_jax.jobs import edit, latents, train
-from consistency_jax.jobs.teacher import TeacherNotFoundError
+from consistency_jax.jobs.user_errors import USER_ERRORS
 from consistency_jax.networks import build_network
-from consistency_jax.networks.pretrained import WeightsUnavailableError
-from consistency_jax.training import checkpoint, compile_cache, files, lock, parallel
-from consistency_jax.training.log import TB_DIR, NonFiniteLossError, tensorboard
+from consistency_jax.training import checkpoint, compile_cache, lock, parallel
+from consistency_jax.training.log import TB_DIR, tensorboard
 from consistency_jax.training.state import abstract_state
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).", lock_config=True)
@@ -75,19 +74,6 @@ FLAGS = flags.FLAGS
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
 HELP_ARGS = ("-h", "--help", "-?", "--helpshort", "--helpfull")
 
-# Errors that are the user's to fix: print the message alone, no traceback.
-USER_ERRORS = (
-    ConfigError,
-    DatasetUnavailableError,
-    TeacherNotFoundError,
-    NonFiniteLossError,
-    checkpoint.CheckpointNotFoundError,
-    checkpoint.CheckpointUnreadableError,
-    checkpoint.CheckpointSaveError,
-    WeightsUnavailableError,
-    lock.WorkdirLockedError,
-    files.WriteError,
-)
 
 
 def config_file_of(argv: list[str]):

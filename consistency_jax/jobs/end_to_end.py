@@ -3,9 +3,16 @@
 `run_pipeline(preset, workdir, stages)` trains each stage in WORKDIR/<stage> (resuming any that already
 ran), compares every stage's samples with the data and with the teacher's 35-evaluation ODE
 samples, and writes WORKDIR/results.json, WORKDIR/results.md and WORKDIR/samples.png.
+
+With several training seeds (`seeds=(0, 1, 2)`), the teachers and the autoencoder train once (the
+shared stages, `shared_stages`); every other stage trains once per seed K (config.seed = K: its
+initialisation, data order, noise and sampling key), seed 0 in WORKDIR/<stage>, seed K in
+WORKDIR/seed<K>/<stage>. results.json then holds every seed's rows (a 'seed' key) and results.md
+the mean and range over the seeds (`seed_summary`) above them.
 """
 
 import concurrent.futures as concurrent_futures
+import copy
 import json
 import multiprocessing
 import os
@@ -17,6 +24,7 @@ from absl import logging
 from matplotlib.figure import Figure
 
 from consistency_jax.data import build_dataset, data_info
+from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation import run as evaluate
 from consistency_jax.evaluation import samples, sliced_wasserstein
 from consistency_jax.jobs import latents, train
@@ -32,13 +40,13 @@ def stage_configs(
     (`teacher_stage`) in workdir/<teacher>."""
     unknown = set(stages) - set(preset)
     if unknown:
-        raise ValueError(f"Stages must come from {list(preset)}, got {stages}.")
+        raise ConfigError(f"Stages must come from {list(preset)}, got {stages}.")
     configs = {stage: preset[stage]() for stage in stages}
     if not teacher_stages(configs):
-        raise ValueError(f"Stages must include a teacher (an EDM stage such as 'edm'), got {stages}.")
+        raise ConfigError(f"Stages must include a teacher (an EDM stage such as 'edm'), got {stages}.")
     latent = [s for s, c in configs.items() if is_latent(c)]
     if latent and not autoencoder_stages(configs):
-        raise ValueError(f"The latent stages {latent} need the autoencoder stage ('autoencoder') in the stages.")
+        raise ConfigError(f"The latent stages {latent} need the autoencoder stage ('autoencoder') in the stages.")
     for stage in latent:
         configs[stage].autoencoder.workdir = os.path.abspath(os.path.join(workdir, autoencoder_stages(configs)[0]))
     for stage, config in configs.items():
@@ -75,7 +83,7 @@ def teacher_stage(configs: dict[str, ml_collections.ConfigDict], stage: str) -> 
     ]
     if not match:
         kind = ("a conditional" if conditional else "an unconditional") + (" latent" if latent else "")
-        raise ValueError(
+        raise ConfigError(
             f"Stage {stage!r} needs {kind} teacher stage (e.g. 'edm_cond', 'edm', 'latent_edm') in the stages."
         )
     return match[0]
@@ -86,8 +94,31 @@ def uses_teacher(config: ml_collections.ConfigDict) -> bool:
     return needs_teacher(config.objective.name) or starts_from_teacher(config)
 
 
-def load_samples(workdir: str, stage: str, sampler: str) -> np.ndarray:
-    return np.load(os.path.join(workdir, stage, "samples", f"{sampler}.npz"))["samples"]
+def shared_stages(configs: dict[str, ml_collections.ConfigDict]) -> list[str]:
+    """The stages every training seed shares, trained once: the autoencoders and the teachers."""
+    return [*autoencoder_stages(configs), *teacher_stages(configs)]
+
+
+def with_seed(configs: dict[str, ml_collections.ConfigDict], seed: int) -> dict[str, ml_collections.ConfigDict]:
+    """Copies of `configs` with config.seed = `seed` for every stage but the shared ones."""
+    shared = shared_stages(configs)
+    seeded = {stage: copy.deepcopy(config) for stage, config in configs.items()}
+    for stage, config in seeded.items():
+        if stage not in shared:
+            config.seed = seed
+    return seeded
+
+
+def stage_dir(configs: dict[str, ml_collections.ConfigDict], workdir: str, stage: str, seed: int = 0) -> str:
+    """Where `stage` runs: workdir/<stage>, or workdir/seed<K>/<stage> for a training seed K != 0
+    of a stage that is not shared."""
+    if seed == 0 or stage in shared_stages(configs):
+        return os.path.join(workdir, stage)
+    return os.path.join(workdir, f"seed{seed}", stage)
+
+
+def load_samples(stage_workdir: str, sampler: str) -> np.ndarray:
+    return np.load(os.path.join(stage_workdir, "samples", f"{sampler}.npz"))["samples"]
 
 
 def reference_points(config: ml_collections.ConfigDict, num: int) -> np.ndarray:
@@ -98,18 +129,19 @@ def reference_points(config: ml_collections.ConfigDict, num: int) -> np.ndarray:
     return np.asarray(next(it)["x"])
 
 
-def vector_results(configs: dict, workdir: str) -> list[dict]:
-    """Sliced W2 of each sampler's samples to the data and to the teacher's ODE samples."""
+def vector_results(configs: dict, workdir: str, seed: int = 0) -> list[dict]:
+    """Sliced W2 of each sampler's samples to the data and to the teacher's ODE samples (the runs
+    of training seed `seed`)."""
     first = teacher_stages(configs)[0]
     teacher_cfg = configs[first]
     teacher_name = samples.sampler_names(teacher_cfg)[0]
-    teacher = load_samples(workdir, first, teacher_name)
+    teacher = load_samples(stage_dir(configs, workdir, first), teacher_name)
     data = reference_points(teacher_cfg, len(teacher))
     floor = sliced_wasserstein(reference_points(teacher_cfg, 2 * len(teacher))[len(teacher):], data)
     rows = [{"stage": "data", "sampler": "second data sample", "nfe": 0, "sw_data": floor}]
     for stage, config in configs.items():
         for sampler in samples.sampler_names(config):
-            x = load_samples(workdir, stage, sampler)
+            x = load_samples(stage_dir(configs, workdir, stage, seed), sampler)
             row = {"stage": stage, "sampler": sampler, "nfe": samples.nfe(config, sampler),
                    "sw_data": sliced_wasserstein(x, data)}
             if stage != first:
@@ -144,21 +176,46 @@ def image_results(configs: dict, evaluations: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def seed_summary(rows: list[dict]) -> list[dict]:
+    """One row per (stage, sampler) of the per-seed `rows`: 'seeds' (which), and for each figure
+    its mean over them and its range (<figure>_range: [min, max])."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["stage"], row["sampler"]), []).append(row)
+    summary = []
+    for (stage, sampler), group in groups.items():
+        out = {"stage": stage, "sampler": sampler, "nfe": group[0]["nfe"], "seeds": [r["seed"] for r in group]}
+        for key in dict.fromkeys(k for r in group for k in r if k not in out and k != "seed"):
+            values = [r[key] for r in group if key in r]
+            out[key] = float(np.mean(values))
+            out[f"{key}_range"] = [float(min(values)), float(max(values))]
+        summary.append(out)
+    return summary
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list):  # a range, or the seeds
+        return ("-" if all(isinstance(v, float) for v in value) else ",").join(map(_cell, value))
+    return str(value)
+
+
 def results_table(rows: list[dict]) -> str:
     """A Markdown table of the rows (columns: every key any row has)."""
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
-def plot_all(configs: dict, workdir: str, path: str) -> None:
-    """All samplers' samples (and the data) in one figure: scatter plots or image grids."""
+def plot_all(configs: dict, workdir: str, path: str, seed: int = 0) -> None:
+    """All samplers' samples (and the data) in one figure: scatter plots or image grids (the runs
+    of training seed `seed`)."""
     sets = {"data": reference_points(configs[teacher_stages(configs)[0]], 2000)}
     for stage, config in configs.items():
         for sampler in samples.sampler_names(config):
-            sets[f"{stage} {sampler}"] = load_samples(workdir, stage, sampler)[:2000]
+            sets[f"{stage} {sampler}"] = load_samples(stage_dir(configs, workdir, stage, seed), sampler)[:2000]
     if sets["data"].ndim == 2:
         samples.plot_points(path, sets)
         return
@@ -209,7 +266,7 @@ def evaluate_stage(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def run_stages(
     configs: dict[str, ml_collections.ConfigDict], workdir: str, concurrent: bool, cache_dir: str,
-    evaluate_stages: bool = False,
+    evaluate_stages: bool = False, seed: int = 0, evaluated: dict[str, dict] | None = None,
 ) -> dict[str, dict]:
     """The teachers (EDM stages), then the stages that use them; with `concurrent`, the stages that learn from
     data alone (CT, iCT) train meanwhile in a second process (two small-network runs use a CPU's
@@ -217,7 +274,9 @@ def run_stages(
     the first distils it (CD). With `evaluate_stages`, each stage is also evaluated
     (`evaluate.evaluate`; stage -> its results is returned), the second process scoring its own
     stages and then the teacher (the 35-evaluation ODE, the longest evaluation) while the first
-    trains CD."""
+    trains CD. The stages of training seed `seed` run in `stage_dir`'s directories; those in
+    `evaluated` (stage -> its results) are not evaluated again."""
+    evaluated = evaluated or {}
     autoencoders, teachers = autoencoder_stages(configs), teacher_stages(configs)
     later = [s for s in configs if s not in teachers and s not in autoencoders]
     # the second process takes every stage that does not distil the teacher
@@ -226,7 +285,8 @@ def run_stages(
     background = [s for s in second if not uses_teacher(configs[s]) and not is_latent(configs[s])]
     after_teacher = [s for s in second if s not in background]  # once the teachers are trained
     in_order = [*autoencoders, *teachers, *[s for s in later if s not in second]]
-    path = lambda stage: os.path.join(workdir, stage)
+    path = lambda stage: stage_dir(configs, workdir, stage, seed)
+    scores = lambda stage: evaluate_stages and stage not in evaluated
     pool = None
     if second:
         spawn = multiprocessing.get_context("spawn")
@@ -234,9 +294,9 @@ def run_stages(
             1, mp_context=spawn, initializer=_init_worker, initargs=(cache_dir,)
         )
     futures = {
-        s: pool.submit(_run_stage, configs[s], path(s), s, True, evaluate_stages) for s in background
+        s: pool.submit(_run_stage, configs[s], path(s), s, True, scores(s)) for s in background
     }
-    evaluations = {}
+    evaluations = dict(evaluated)
     try:
         for stage in in_order:
             logging.info("=== stage %s ===", stage)
@@ -244,13 +304,15 @@ def run_stages(
             if stage in teachers and pool:
                 if stage == teachers[-1]:
                     for s in after_teacher:
-                        futures[s] = pool.submit(_run_stage, configs[s], path(s), s, True, evaluate_stages)
-                if evaluate_stages:
+                        futures[s] = pool.submit(_run_stage, configs[s], path(s), s, True, scores(s))
+                if scores(stage):
                     futures[stage] = pool.submit(_run_stage, configs[stage], path(stage), stage, False, True)
-            elif evaluate_stages:
+            elif scores(stage):
                 evaluations[stage] = evaluate_stage(configs[stage], path(stage))
         for stage, future in futures.items():
-            evaluations[stage] = future.result()  # a failure in the second process is raised here
+            result = future.result()  # a failure in the second process is raised here
+            if result is not None:
+                evaluations[stage] = result
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
@@ -259,19 +321,41 @@ def run_stages(
 
 def run_pipeline(
     preset: dict[str, Callable[[], ml_collections.ConfigDict]], workdir: str, stages: tuple[str, ...],
-    concurrent: bool = False, cache_dir: str = "",
+    concurrent: bool = False, cache_dir: str = "", seeds: tuple[int, ...] = (0,),
 ) -> list[dict]:
-    """Train every stage (teacher first), then write results.json, results.md and samples.png;
-    the rows of the table."""
+    """Train every stage (teacher first) for each training seed, then write results.json,
+    results.md and samples.png (the first seed's); the rows of the table (with several seeds: the
+    summary over them, `seed_summary`)."""
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(f"Seeds must be distinct non-negative integers, got {seeds}.")
     configs = stage_configs(preset, workdir, stages)
     for config in configs.values():
         data_info(config.data)  # every data set is there before any training starts
     is_vector = len(data_info(configs[teacher_stages(configs)[0]].data).shape) == 1
-    evaluations = run_stages(configs, workdir, concurrent, cache_dir, evaluate_stages=not is_vector)
-    rows = vector_results(configs, workdir) if is_vector else image_results(configs, evaluations)
+    students = [s for s in configs if s not in shared_stages(configs)]
+    teacher_seed = configs[teacher_stages(configs)[0]].seed  # the shared stages' and the data's
+    rows, evaluations = [], {}
+    for i, seed in enumerate(seeds):
+        seeded = with_seed(configs, seed)
+        shared = {s: e for s, e in evaluations.items() if s not in students}
+        evaluations = run_stages(
+            seeded, workdir, concurrent, cache_dir, evaluate_stages=not is_vector, seed=seed, evaluated=shared
+        )
+        seed_rows = vector_results(seeded, workdir, seed) if is_vector else image_results(seeded, evaluations)
+        if len(seeds) == 1:
+            rows = seed_rows
+        else:  # the shared stages' rows (and the data's) once
+            rows += [
+                {**r, "seed": seed if r["stage"] in students else teacher_seed}
+                for r in seed_rows if i == 0 or r["stage"] in students
+            ]
+    table = results_table(rows)
+    if len(seeds) > 1:
+        summary = seed_summary(rows)
+        table = f"Mean and range over training seeds {list(seeds)}:\n\n{results_table(summary)}\nEach seed:\n\n{table}"
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(rows, f, indent=2)
     with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write(results_table(rows))
-    plot_all(configs, workdir, os.path.join(workdir, "samples.png"))
-    return rows
+        f.write(table)
+    plot_all(with_seed(configs, seeds[0]), workdir, os.path.join(workdir, "samples.png"), seeds[0])
+    return summary if len(seeds) > 1 else rows
