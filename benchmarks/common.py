@@ -1,6 +1,7 @@
 """What every benchmark shares: presets, device facts, compile/cost/memory of a step, timing, output."""
 
 import ast
+import dataclasses
 import datetime
 import functools
 import importlib
@@ -20,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import flags
 
-from consistency_jax.data import DataInfo, data_info
+from consistency_jax.data import DataInfo, data_info, num_labels
 from consistency_jax.networks import build_network
 from consistency_jax.training.state import init_params
 
@@ -88,17 +89,41 @@ def preset_config(
 
 
 def dataset_info(config: ml_collections.ConfigDict) -> DataInfo:
-    """config.data's DataInfo (CIFAR-10's without TFDS)."""
+    """What config's network sees: config.data's DataInfo (CIFAR-10's without TFDS), for a latent
+    config with the shape of its latents (`digits_latent_shape`)."""
     if config.data.name in OFFLINE_INFO and not config.data.image_size:
-        return OFFLINE_INFO[config.data.name]
-    return data_info(config.data)
+        info = OFFLINE_INFO[config.data.name]
+    else:
+        info = data_info(config.data)
+    if config.autoencoder.kind == "none":
+        return info
+    if config.autoencoder.kind != "digits":
+        kind = config.autoencoder.kind
+        raise ValueError(f"Latent steps are timed in the digits autoencoder's latents, not {kind!r}.")
+    return dataclasses.replace(info, shape=digits_latent_shape(info.shape))
 
 
-def init_network_params(config: ml_collections.ConfigDict, shape: tuple[int, ...]) -> Any:
-    """Parameters of config.network for inputs of `shape`, initialised under jit."""
+@functools.cache
+def digits_latent_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of configs/digits_autoencoder.py's latents of images of `shape` (traced, not run)."""
+    config = importlib.import_module("configs.digits_autoencoder").get_config()
     model = build_network(config.network, 0)
+    x = jnp.zeros((1, *shape), jnp.float32)
+    params = jax.eval_shape(lambda k: init_params(model, k, x, 0), jax.random.key(0))
+    encode = lambda p, x: model.apply({"params": p}, x, method=type(model).encode)
+    return jax.eval_shape(encode, params, x).shape[1:]
+
+
+def num_classes(config: ml_collections.ConfigDict) -> int:
+    """The classes config's network is conditioned on (0 unless config.data.conditional)."""
+    return num_labels(config.data, dataset_info(config))
+
+
+def init_network_params(config: ml_collections.ConfigDict, shape: tuple[int, ...], classes: int = 0) -> Any:
+    """Parameters of config.network (with `classes` labels) for inputs of `shape`, initialised under jit."""
+    model = build_network(config.network, classes)
     example = jnp.zeros((1, *shape), jnp.float32)
-    params = jax.jit(lambda k: init_params(model, k, example, 0))(jax.random.key(config.seed))
+    params = jax.jit(lambda k: init_params(model, k, example, classes))(jax.random.key(config.seed))
     return jax.block_until_ready(params)
 
 

@@ -2,6 +2,10 @@
 MeanFlow), and the input pipeline's cost.
 
     python benchmarks/train_step.py --preset=digits --batch=128
+    python benchmarks/train_step.py --preset=digits --objectives=edm_cond,lcm,latent_edm,latent_cd,latent_ict
+
+(configs/digits_<name>.py: the conditional teacher and guided CD (LCM), and the steps in the digits
+autoencoder's latents, each beside the EDM step of its own network and input: vs_edm.)
     python benchmarks/train_step.py --preset=cifar10 --batch=8 --steps=2 --warmup=1 --pipeline=False
 
 Each step is compiled ahead (`lower().compile()`: compile time, XLA FLOPs and buffer sizes), then
@@ -60,7 +64,7 @@ def build_step(config: ml_collections.ConfigDict, params: Any, batch: dict, step
     `params` (never donated) start the state's copies and serve as the CD teacher's parameters.
     With `steps_per_call` k > 1 the step makes k steps per call and `batch` holds k stacked batches.
     """
-    model = build_network(config.network, 0)
+    model = build_network(config.network, common.num_classes(config))
     dim = int(np.prod(batch["x"].shape[1:]))
     objective = make_objective(config, model, model if needs_teacher(config.objective.name) else None, dim)
     optimizer = make_optimizer(config.optim)
@@ -185,8 +189,10 @@ def bench_objective(
     batch: dict,
     warmup: int,
     steps: int,
+    name: str = "",
 ) -> tuple[dict, Step]:
-    """One row: compile time, FLOPs, memory and throughput of `config`'s step."""
+    """One row: compile time, FLOPs, memory and throughput of `config`'s step (`name`: the
+    objective column, e.g. latent_cd; default config.objective.name)."""
     step = build_step(config, params, batch)
     time_step(step, batch, warmup, 0)
     # each timed step followed by a matmul rate: the two see the same moment of a shared host
@@ -198,8 +204,11 @@ def bench_objective(
     batch_size = batch["x"].shape[0]
     row = {
         "preset": preset,
-        "objective": config.objective.name,
+        "objective": name or config.objective.name,
+        "loss": config.objective.name,
         "network": config.network.name,
+        "shape": list(batch["x"].shape[1:]),
+        "classes": common.num_classes(config),
         "distance": config.objective.distance if config.objective.name != "edm" else "-",
         "params_m": sum(a.size for a in jax.tree.leaves(params)) / 1e6,
         "batch": batch_size,
@@ -223,10 +232,14 @@ def bench_objective(
 
 
 def add_vs_edm(rows: list[dict]) -> None:
-    """vs_edm: a row's step time over the EDM step's on the same preset, network, batch and compute
-    dtype in the same run (the rows given), where that EDM row is among them."""
-    ident = lambda r: (r["preset"], r.get("network"), r["batch"], r.get("matmul_dtype"), r.get("remat"))
-    edm = {ident(r): r["step_s"] for r in rows if r.get("objective") == "edm" and r.get("step_s")}
+    """vs_edm: a row's step time over the EDM step's on the same preset, network (input shape,
+    classes), batch and compute dtype in the same run (the rows given), where that EDM row is among
+    them."""
+    ident = lambda r: (
+        r["preset"], r.get("network"), str(r.get("shape")), r.get("classes"), r["batch"], r.get("matmul_dtype"),
+        r.get("remat"),
+    )
+    edm = {ident(r): r["step_s"] for r in rows if r.get("loss", r.get("objective")) == "edm" and r.get("step_s")}
     for r in rows:
         if r.get("step_s") and ident(r) in edm:
             r["vs_edm"] = r["step_s"] / edm[ident(r)]
@@ -268,27 +281,32 @@ PIPELINE_COLUMNS = (
 )
 
 
-def setup(preset: str, objectives: list[str], batch: int, keep_lpips: bool) -> tuple[list, list, dict]:
-    """The objectives' configs, their network parameters and a synthetic batch of `batch`.
+def setup(preset: str, objectives: list[str], batch: int, keep_lpips: bool) -> tuple[list, list, list]:
+    """The objectives' configs, their network parameters and synthetic batches of `batch`.
 
-    One initialisation serves every objective of one network (sCT and sCD add a loss-weighting head).
+    One initialisation serves every objective of one network and input (sCT and sCD add a
+    loss-weighting head; a conditional network has a label embedding; a latent one sees latents).
     """
     configs = [common.preset_config(preset, o, keep_lpips) for o in objectives]
-    info = common.dataset_info(configs[0])
-    inits = {}
-    for c in configs:
-        if c.network.to_json() not in inits:
-            inits[c.network.to_json()] = common.init_network_params(c, info.shape)
-    return configs, [inits[c.network.to_json()] for c in configs], common.synthetic_batch(info, batch)
+    infos = [common.dataset_info(c) for c in configs]
+    inits, batches = {}, {}
+    for c, info in zip(configs, infos):
+        network = (c.network.to_json(), info.shape, common.num_classes(c))
+        if network not in inits:
+            inits[network] = common.init_network_params(c, info.shape, network[2])
+        if info.shape not in batches:
+            batches[info.shape] = common.synthetic_batch(info, batch)
+    params = [inits[(c.network.to_json(), i.shape, common.num_classes(c))] for c, i in zip(configs, infos)]
+    return configs, params, [batches[i.shape] for i in infos]
 
 
 def run_dispatch(
     preset: str, objectives: list[str], batch: int, k: int, steps: int, repeats: int, keep_lpips: bool
 ) -> list[dict]:
     """A one-step-per-call vs k-steps-per-call row for each objective."""
-    configs, params, synthetic = setup(preset, objectives, batch, keep_lpips)
+    configs, params, batches = setup(preset, objectives, batch, keep_lpips)
     rows = []
-    for config, network_params in zip(configs, params):
+    for config, network_params, synthetic in zip(configs, params, batches):
         rows.append(bench_dispatch(config, preset, network_params, synthetic, k, steps, repeats))
         print(f"  {preset} {config.objective.name}: {k} steps per call {rows[-1]['speedup']:.3g}x", flush=True)
     return rows
@@ -306,12 +324,12 @@ def run(
     keep_lpips: bool,
 ) -> tuple[list[dict], list[dict]]:
     """Train rows for each objective and, with `pipeline`, one synthetic-vs-real row (the first's)."""
-    configs, params, synthetic = setup(preset, objectives, batch, keep_lpips)
+    configs, params, batches = setup(preset, objectives, batch, keep_lpips)
     rows, pipe = [], []
-    for config, network_params in zip(configs, params):
-        row, step = bench_objective(config, preset, network_params, synthetic, warmup, steps)
+    for name, config, network_params, synthetic in zip(objectives, configs, params, batches):
+        row, step = bench_objective(config, preset, network_params, synthetic, warmup, steps, name)
         rows.append(row)
-        if pipeline and not pipe:
+        if pipeline and not pipe and config.autoencoder.kind == "none":  # the data pipeline feeds pixels
             pipe.append(
                 bench_pipeline(preset, config, step, synthetic, pipeline_steps, pipeline_repeats)
             )
@@ -325,7 +343,10 @@ def run(
 
 def define_flags() -> None:
     flags.DEFINE_string("preset", "digits", "digits | cifar10 | toy (comma-separated for several)")
-    flags.DEFINE_list("objectives", list(OBJECTIVES), "objectives to time")
+    flags.DEFINE_list(
+        "objectives", list(OBJECTIVES),
+        "objectives to time, or digits configs: edm_cond, lcm (guided CD), latent_edm, latent_cd, latent_ict",
+    )
     flags.DEFINE_integer("batch", 0, common.BATCH_HELP)
     flags.DEFINE_integer("warmup", 2, "untimed calls after compilation")
     flags.DEFINE_integer("steps", 10, "timed calls (median reported)")

@@ -105,6 +105,27 @@ def test_vs_edm_pairs_rows_of_the_same_preset_network_batch_and_dtype():
     assert [r.get("vs_edm") for r in rows] == [1.0, 2.5, None, None]  # no EDM row at 16 or in float32
 
 
+def test_latent_and_guided_rows_pair_with_the_edm_step_of_their_own_network():
+    """A latent step beside the latent teacher's (the network sees 4x4x2 latents, not 8x8x1
+    digits), guided CD beside the conditional teacher's (a label embedding)."""
+    import importlib
+
+    from benchmarks import common, train_step
+
+    names = ("edm", "latent_edm", "latent_cd", "edm_cond", "lcm")
+    configs = {n: importlib.import_module(f"configs.digits_{n}").get_config() for n in names}
+    shapes = {n: common.dataset_info(c).shape for n, c in configs.items()}
+    assert shapes["edm"] == (8, 8, 1) and shapes["latent_edm"] == shapes["latent_cd"] == (4, 4, 2)
+    assert [common.num_classes(configs[n]) for n in ("edm", "latent_cd", "edm_cond", "lcm")] == [0, 0, 10, 10]
+    row = lambda name, step_s: {
+        "preset": "digits", "network": "ddpmpp", "objective": name, "loss": configs[name].objective.name,
+        "shape": list(shapes[name]), "classes": common.num_classes(configs[name]), "batch": 64, "step_s": step_s,
+    }
+    rows = [row("edm", 1.0), row("latent_edm", 0.5), row("latent_cd", 1.5), row("edm_cond", 1.25), row("lcm", 5.0)]
+    train_step.add_vs_edm(rows)
+    assert [r["vs_edm"] for r in rows] == [1.0, 1.0, 3.0, 1.0, 4.0]
+
+
 def test_default_test_selection_is_the_one_device_gpu_tests():
     """The tests section's -k picks the bf16 step, the one-device mesh and test_sampling.py, not
     the 8-CPU-device subprocess of test_parallel.py (minutes, and never on the GPU)."""

@@ -11,6 +11,7 @@ import pytest
 from configs.presets import PRESETS
 from consistency_jax.errors import ConfigError
 from consistency_jax.jobs import end_to_end as pipeline
+from consistency_jax.training import checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -197,3 +198,23 @@ def test_seeds_must_be_distinct_and_non_negative(tmp_path):
         with pytest.raises(ConfigError, match="Seeds must be distinct non-negative integers"):
             pipeline.run_pipeline(PRESETS["toy"], str(tmp_path), ("edm", "cd"), seeds=seeds)
     assert not os.listdir(tmp_path)
+
+
+def test_a_worker_stopped_on_a_signal_starts_no_queued_stage(tmp_path, monkeypatch):
+    """SIGTERM reaches both processes: the second saves its stage and stops; the stages queued
+    behind it (e.g. the teacher's evaluation) must not start, or the pipeline would not exit."""
+    configs = pipeline.stage_configs(PRESETS["toy"], str(tmp_path), ("edm", "ict"))
+    started = []
+
+    def train(config, workdir):
+        started.append(workdir)
+        raise checkpoint.Preempted(step=7)
+
+    monkeypatch.setattr(pipeline.train, "train", train)
+    monkeypatch.setattr(pipeline, "evaluate_stage", lambda config, workdir: started.append(workdir))
+    monkeypatch.setattr(pipeline, "_worker_preempted", None)
+    with pytest.raises(checkpoint.Preempted, match="step 7"):
+        pipeline._run_stage(configs["ict"], str(tmp_path / "ict"), "ict", True, True)
+    with pytest.raises(checkpoint.Preempted, match="step 7"):
+        pipeline._run_stage(configs["edm"], str(tmp_path / "edm"), "edm", False, True)
+    assert started == [str(tmp_path / "ict")]

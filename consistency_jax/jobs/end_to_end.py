@@ -231,6 +231,7 @@ def plot_all(configs: dict, workdir: str, path: str, seed: int = 0) -> None:
 
 
 _worker_stage = ""  # the stage a spawned worker is serving; its log lines carry it
+_worker_preempted: checkpoint.Preempted | None = None  # set once a stage in this worker stopped on a signal
 
 
 def _init_worker(cache_dir: str) -> None:
@@ -251,12 +252,20 @@ def _init_worker(cache_dir: str) -> None:
 def _run_stage(
     config: ml_collections.ConfigDict, workdir: str, stage: str, train_it: bool, evaluate_it: bool
 ) -> dict | None:
-    """Train and/or evaluate one stage in a worker (JAX does not survive a fork, hence spawned)."""
-    global _worker_stage
+    """Train and/or evaluate one stage in a worker (JAX does not survive a fork, hence spawned).
+    Once a stage stopped on a signal (checkpoint.Preempted), the stages queued after it are not
+    started: each raises the same Preempted (a rerun resumes them all)."""
+    global _worker_stage, _worker_preempted
+    if _worker_preempted is not None:
+        raise _worker_preempted
     _worker_stage = stage
-    if train_it:
-        train.train(config, workdir)
-    return evaluate_stage(config, workdir) if evaluate_it else None
+    try:
+        if train_it:
+            train.train(config, workdir)
+        return evaluate_stage(config, workdir) if evaluate_it else None
+    except checkpoint.Preempted as e:
+        _worker_preempted = e
+        raise
 
 
 def evaluate_stage(config: ml_collections.ConfigDict, workdir: str) -> dict:
