@@ -13,6 +13,7 @@ from consistency_jax.config import schema
 from consistency_jax.core import losses, ode
 from consistency_jax.core.parametrization import (
     Parametrization,
+    edm_network,
     edm_network_as_trigflow,
     edm_scalings,
     edm_sigma,
@@ -180,3 +181,96 @@ def test_sct_velocity_is_the_derivative_of_the_noisy_point():
     ahead = losses.trigflow_noisy(x0, z, t + 1e-3)
     behind = losses.trigflow_noisy(x0, z, t - 1e-3)
     np.testing.assert_allclose(losses.sct_velocity(x0, z, t), (ahead - behind) / 2e-3, atol=2e-3)
+
+
+def test_a_trigflow_network_seen_as_edm_and_back_is_itself():
+    """edm_network(., 'trigflow') inverts edm_network_as_trigflow: the EDM F of the exact
+    denoiser's TrigFlow F is the EDM F again, and its denoiser the mixture's exact one."""
+    y = jax.random.normal(jax.random.key(2), (64, 2))
+    x = 2.0 * jax.random.normal(jax.random.key(3), (64, 2))
+    back = edm_network(TEACHER, "trigflow", SD)
+    for sigma in (0.01, 0.3, 1.0, 5.0, 80.0):
+        c_noise = jnp.full((64,), 0.25 * np.log(sigma), jnp.float32)
+        np.testing.assert_allclose(back(y, c_noise), edm_gmm_net(y, c_noise), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(precondition(back, EDM, x, sigma), GMM.denoise(x, sigma), atol=1e-4 * max(1, sigma))
+    assert edm_network(edm_gmm_net, "edm", SD) is edm_gmm_net
+
+
+def test_edm_loss_of_a_trigflow_network_is_the_trigflow_diffusion_loss():
+    """For any F: lambda(sigma) ||D(x0 + sigma n) - x0||^2 = ||sigma_d F(x_t / sigma_d, t) -
+    (cos t z - sin t x0)||^2 / sigma_d^2 with t = arctan(sigma / sigma_d), z = sigma_d n,
+    x_t = cos t x0 + sin t z (sCM's TrigFlow diffusion loss): an EDM run of a TrigFlow network
+    trains a TrigFlow teacher."""
+    k1, k2, k3 = jax.random.split(jax.random.key(4), 3)
+    x0 = jax.random.normal(k1, (256, 2))
+    n = jax.random.normal(k2, (256, 2))
+    sigma = jnp.exp(-1.0 + 1.4 * jax.random.normal(k3, (256,)))
+    F = lambda y, t: jnp.tanh(y * (1 + t[:, None]) + jnp.sin(3 * t)[:, None])  # any network of t
+    edm = losses.edm_loss(precondition_fn(edm_network(F, "trigflow", SD)), x0, sigma, n, SD)
+    t = trigflow_time(sigma, SD)[:, None]
+    z = SD * n
+    x_t = jnp.cos(t) * x0 + jnp.sin(t) * z
+    trig = jnp.mean((SD * F(x_t / SD, t[:, 0]) - (jnp.cos(t) * z - jnp.sin(t) * x0)) ** 2)
+    np.testing.assert_allclose(SD**2 * edm, trig, rtol=1e-4)
+    wrong = losses.edm_loss(precondition_fn(F), x0, sigma, n, SD)  # F taken as an EDM network
+    assert abs(float(SD**2 * wrong) - float(trig)) > 0.05 * float(trig)
+
+
+def precondition_fn(net):
+    return lambda x, sigma: precondition(net, EDM, x, sigma)
+
+
+@pytest.mark.parametrize(
+    "objective, student, teacher, ok",
+    [("scd", "trigflow", "trigflow", True), ("scd", "edm", "edm", True), ("scd", "trigflow", "edm", False),
+     ("sct", "edm", "trigflow", False), ("cd", "edm", "edm", True), ("ect", "edm", "trigflow", False)],
+)
+def test_a_teacher_serves_only_students_of_its_time_input(objective, student, teacher, ok):
+    from consistency_jax.errors import ConfigError
+    from consistency_jax.jobs.teacher import check_teacher_kind
+
+    if ok:
+        check_teacher_kind(objective, student, teacher, "runs/t")
+    else:
+        with pytest.raises(ConfigError, match=f"takes time as model.scm_network='{teacher}'"):
+            check_teacher_kind(objective, student, teacher, "runs/t")
+
+
+def test_trigflow_time_input_only_where_it_means_something():
+    from configs import cifar10_trigflow, digits_cd
+    from consistency_jax.config import checks
+    from consistency_jax.errors import ConfigError
+
+    checks.validate(cifar10_trigflow.get_config())
+    c = digits_cd.get_config()
+    c.objective.teacher_workdir = "runs/edm"
+    c.model.scm_network = "trigflow"
+    with pytest.raises(ConfigError, match="scm_network='trigflow' applies to EDM teachers and sCT/sCD"):
+        checks.validate(c)
+    c = cifar10_trigflow.get_config()
+    c.network.name = "adm"
+    with pytest.raises(ConfigError, match="double_norm applies to the ddpmpp and ncsnpp"):
+        checks.validate(c)
+
+
+def test_double_normalization_ignores_the_scale_of_the_time_projection():
+    """norm(x) pnorm(s(t)) + pnorm(b(t)): scaling every block's affine projection by 10 leaves the
+    U-Net unchanged; with EDM's added embedding the same scaling changes it."""
+    cfg = schema.get_config().network
+    cfg.name = "ddpmpp"
+    cfg.unet.update(model_channels=8, channel_mult=(1, 2), num_blocks=1, attn_resolutions=())
+    x = jax.random.normal(jax.random.key(5), (2, 8, 8, 1))
+    c_noise = jnp.array([0.3, 1.2])
+    for double_norm in (True, False):
+        cfg.unet.double_norm = double_norm
+        model = build_network(cfg)
+        shapes = jax.eval_shape(model.init, jax.random.key(6), x, c_noise)["params"]
+        rng = np.random.default_rng(7)  # random weights (numpy: no compile per shape)
+        params = jax.tree.map(lambda p, rng=rng: 0.3 * rng.standard_normal(p.shape, np.float32), shapes)
+        scaled = jax.tree_util.tree_map_with_path(
+            lambda path, p: 10 * p if any(getattr(k, "key", None) == "affine" for k in path) else p, params
+        )
+        apply = jax.jit(lambda p, model=model: network_fn(model, p)(x, c_noise))
+        out, out_scaled = apply(params), apply(scaled)
+        change = float(jnp.max(jnp.abs(out_scaled - out)) / jnp.max(jnp.abs(out)))
+        assert (change < 1e-3) if double_norm else (change > 0.1), (double_norm, change)

@@ -132,6 +132,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
     m = config.model
     if not m.sigma_min < m.sigma_max:
         raise ConfigError(f"config.model.sigma_min={m.sigma_min} must be < sigma_max={m.sigma_max}.")
+    _choice("model.scm_network", m.scm_network, TRIGFLOW_NETWORKS)
+    if config.network.unet.double_norm and config.network.name not in ("ddpmpp", "ncsnpp"):
+        raise ConfigError(
+            f"config.network.unet.double_norm applies to the ddpmpp and ncsnpp U-Nets, not "
+            f"network.name={config.network.name!r}: set it to False."
+        )
+    if m.scm_network != "edm" and config.objective.name not in ("edm", "sct", "scd"):
+        raise ConfigError(
+            f"config.model.scm_network={m.scm_network!r} applies to EDM teachers and sCT/sCD; "
+            f"{config.objective.name!r} takes EDM's time input: set it to 'edm'."
+        )
     if config.objective.name in ("sct", "scd"):
         _check_scm(config)
     elif config.objective.name == "meanflow":
@@ -291,7 +302,6 @@ def check_labels_fit(config: ml_collections.ConfigDict, num_classes: int) -> Non
 def _check_scm(config: ml_collections.ConfigDict) -> None:
     """sCT/sCD: a teacher for sCD, the tangent's constants, the TrigFlow sampling times."""
     o, m = config.objective, config.model
-    _choice("model.scm_network", m.scm_network, TRIGFLOW_NETWORKS)
     if o.name == "scd" and not o.teacher_workdir:
         raise ConfigError(
             "sCD needs a trained teacher for dx_t/dt: set config.objective.teacher_workdir to the "

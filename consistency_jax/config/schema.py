@@ -48,9 +48,11 @@ def get_config() -> ml_collections.ConfigDict:
     m.sigma_min = 0.002  # epsilon: boundary of the consistency function, smallest grid sigma
     m.sigma_max = 80.0  # T: largest sigma
     m.rho = 7.0  # Karras grid exponent
-    # sCT/sCD (TrigFlow time t = arctan(sigma / sigma_d)): how the network takes t. edm: an
-    # EDM-preconditioned network, F = -F_edm(x_t / sigma_d, ln(sigma_d tan t) / 4), an exact
-    # conversion, so it starts from (and distils) an EDM teacher; trigflow: c_noise = t (sCM Sec. 4.1).
+    # How the network takes time, for EDM teachers and sCT/sCD (TrigFlow time t = arctan(sigma /
+    # sigma_d)). edm: c_noise = ln(sigma) / 4 (EDM), seen by sCT/sCD through the exact conversion
+    # F = -F_edm(x_t / sigma_d, ln(sigma_d tan t) / 4); trigflow: c_noise = t (sCM Sec. 4.1), and
+    # an EDM run with it is a TrigFlow teacher (EDM's loss is the TrigFlow diffusion loss over
+    # sigma_d^2). sCT/sCD start from and distil a teacher of their own kind; CD, CT, iCT, ECT: edm.
     m.scm_network = "edm"
 
     # --- network ---------------------------------------------------------------------
@@ -80,6 +82,9 @@ def get_config() -> ml_collections.ConfigDict:
             channel_mult_emb=4,  # embedding width = model_channels * channel_mult_emb
             num_blocks=4,  # residual blocks per resolution
             attn_resolutions=(16,),  # resolutions with self-attention
+            # ddpmpp, ncsnpp: sCM's adaptive double normalization norm(x) pnorm(s(t)) + pnorm(b(t))
+            # in each block in place of EDM's added embedding (sCM Sec. 4.1; a TrigFlow teacher's)
+            double_norm=False,
         )
     )
 

@@ -66,18 +66,46 @@ def edm_network_as_trigflow(net: NetworkFn, sigma_data: float) -> NetworkFn:
     return lambda y, t: -net(y, edm_scalings(sigma(t), sigma_data)[3])
 
 
-# how a network takes TrigFlow's t: as an EDM network (converted) or with c_noise = t (sCM Sec. 4.1)
+def trigflow_network_as_edm(net: NetworkFn, sigma_data: float) -> NetworkFn:
+    """EDM's F(c_in x_sigma, c_noise) of a TrigFlow network (c_noise = t): -F_trig(c_in x_sigma,
+    arctan(e^(4 c_noise) / sigma_d)), the inverse of `edm_network_as_trigflow`.
+
+    EDM's c_in x_sigma is x_t / sigma_d and c_noise = ln(sigma) / 4, so the EDM denoiser of the
+    result is cos t x_t - sigma_d sin t F_trig(x_t / sigma_d, t) (sCM App. B.2): a TrigFlow teacher
+    samples with the EDM solvers, and EDM's loss lambda(sigma) ||D - x0||^2 is the TrigFlow
+    diffusion loss ||sigma_d F_trig - (cos t z - sin t x0)||^2 over sigma_d^2 (ln sigma ~ N(P_mean,
+    P_std^2) is sCM's tau), so an EDM run of this network is a TrigFlow teacher.
+    """
+    return lambda y, c_noise: -net(y, trigflow_time(jnp.exp(4 * c_noise), sigma_data))
+
+
+# How a network takes time (config.model.scm_network): 'edm', c_noise = ln(sigma) / 4 (EDM
+# Table 1), or 'trigflow', c_noise = t (sCM Sec. 4.1); each kind seen as a TrigFlow F (sCT,
+# sCD) and as an EDM F (the teacher's loss and ODE), the conversions exact.
 TRIGFLOW_NETWORKS: dict[str, Callable[[NetworkFn, float], NetworkFn]] = {
     "edm": edm_network_as_trigflow,
     "trigflow": lambda net, sigma_data: net,
 }
+EDM_NETWORKS: dict[str, Callable[[NetworkFn, float], NetworkFn]] = {
+    "edm": lambda net, sigma_data: net,
+    "trigflow": trigflow_network_as_edm,
+}
+
+
+def _network_as(table: dict, net: NetworkFn, kind: str, sigma_data: float) -> NetworkFn:
+    if kind not in table:
+        raise ValueError(f"Unknown network kind {kind!r} (config.model.scm_network); choose one of {sorted(table)}.")
+    return table[kind](net, sigma_data)
 
 
 def trigflow_network(net: NetworkFn, kind: str, sigma_data: float) -> NetworkFn:
     """TrigFlow's F(x_t / sigma_d, t) of a network of kind `kind` (a TRIGFLOW_NETWORKS key)."""
-    if kind not in TRIGFLOW_NETWORKS:
-        raise ValueError(f"Unknown TrigFlow network kind {kind!r}; choose one of {sorted(TRIGFLOW_NETWORKS)}.")
-    return TRIGFLOW_NETWORKS[kind](net, sigma_data)
+    return _network_as(TRIGFLOW_NETWORKS, net, kind, sigma_data)
+
+
+def edm_network(net: NetworkFn, kind: str, sigma_data: float) -> NetworkFn:
+    """EDM's F(c_in x_sigma, ln(sigma) / 4) of a network of kind `kind` (an EDM_NETWORKS key)."""
+    return _network_as(EDM_NETWORKS, net, kind, sigma_data)
 
 
 @dataclasses.dataclass(frozen=True)

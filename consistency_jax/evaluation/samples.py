@@ -122,7 +122,7 @@ def make_sampler(
         sigmas = sampling.teacher_sigmas(s.teacher_steps, m.sigma_min, m.sigma_max, m.rho)
         churn = sampling.Churn(s.s_churn, s.s_min, s.s_max, s.s_noise)
         fn = lambda params, key, labels: sampling.teacher_sample(
-            teacher_denoiser(model, params, labels, w, m.sigma_data), key, batch_shape, sigmas,
+            teacher_denoiser(model, params, labels, w, m.sigma_data, m.scm_network), key, batch_shape, sigmas,
             s.teacher_solver, clip, churn,
         )
     elif config.objective.name == "meanflow":

@@ -16,7 +16,7 @@ from PIL import Image
 
 from consistency_jax.config import checks
 from consistency_jax.core import editing, ode
-from consistency_jax.core.parametrization import Parametrization, denoiser
+from consistency_jax.core.parametrization import Parametrization, denoiser, edm_network
 from consistency_jax.core.sampling import teacher_sigmas
 from consistency_jax.core.schedules import karras_sigmas
 from consistency_jax.data import build_dataset, data_info, num_labels
@@ -36,7 +36,7 @@ def flow_map(config: ml_collections.ConfigDict, model, params, labels) -> editin
     m, net = config.model, network_fn(model, params, labels)
     if config.objective.name != "edm":
         return denoiser(net, Parametrization("consistency", m.sigma_data, m.sigma_min))
-    d = denoiser(net, Parametrization("edm", m.sigma_data, 0.0))
+    d = denoiser(edm_network(net, m.scm_network, m.sigma_data), Parametrization("edm", m.sigma_data, 0.0))
     steps = config.sample.teacher_steps
     return lambda x, sigma: ode.integrate(d, x, teacher_sigmas(steps, m.sigma_min, sigma, m.rho))
 

@@ -36,6 +36,23 @@ def _latent_space(config: ml_collections.ConfigDict) -> str:
     return f"the latents of config.autoencoder.kind={a.kind!r}, {where}, scaling_factor={a.scaling_factor}"
 
 
+def check_teacher_kind(objective: str, ours: str, theirs: str, workdir: str) -> None:
+    """How the teacher's network takes time (model.scm_network) must serve the student: sCT and
+    sCD start from and convert a teacher of their own kind; the discrete-time students, whose
+    networks take EDM's c_noise, need an 'edm' one. ConfigError naming the fix."""
+    needed = ours if objective in ("sct", "scd") else "edm"
+    if theirs != needed:
+        raise ConfigError(
+            f"The teacher in {workdir!r} takes time as model.scm_network={theirs!r}; {objective!r} "
+            f"needs {needed!r} (a teacher cannot be converted to another network's time input). "
+            + (
+                f"Set --config.model.scm_network={theirs!r} to match it."
+                if objective in ("sct", "scd")
+                else "Distil a teacher trained with model.scm_network='edm', or use sCD/sCT."
+            )
+        )
+
+
 def load_teacher(config: ml_collections.ConfigDict, info: DataInfo, mesh: Mesh | None = None) -> Teacher:
     """The EDM teacher's EMA parameters from config.objective.teacher_workdir; fails, naming the fix.
 
@@ -69,6 +86,7 @@ def load_teacher(config: ml_collections.ConfigDict, info: DataInfo, mesh: Mesh |
                 f"this run has {config[section][name]!r}: set them equal."
             )
     o = config.objective
+    check_teacher_kind(o.name, config.model.scm_network, tconfig.model.scm_network, workdir)
     if o.name == "lcm" and (o.guidance_min, o.guidance_max) != (1, 1) and not tconfig.objective.label_dropout > 0:
         raise ConfigError(
             f"The teacher in {workdir!r} was trained without label dropout (objective.label_dropout="

@@ -62,6 +62,7 @@ def _song_unet(cfg: ml_collections.ConfigDict, num_classes: int, **arch) -> nn.M
         remat=cfg.remat,
         logvar_head=cfg.logvar_head,
         guidance_embedding=cfg.guidance_embedding,
+        double_norm=u.double_norm,
         **arch,
     )
 

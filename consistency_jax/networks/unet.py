@@ -127,6 +127,11 @@ def group_norm(channels: int, name: str, eps: float = 1e-6) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=min(32, channels // 4), epsilon=eps, name=name)
 
 
+def pixel_norm(v: jax.Array, eps: float = 1e-4) -> jax.Array:
+    """v over its root mean square across channels (the last axis), EDM2's `normalize` (eq. 10)."""
+    return v / (eps + jnp.sqrt(jnp.mean(jnp.square(v), axis=-1, keepdims=True)))
+
+
 def self_attention(qkv: jax.Array, num_heads: int) -> jax.Array:
     """Self-attention over pixels of qkv [B, H, W, 3C], its channels laid out as EDM's
     (heads, C / heads, 3); softmax(q k^T / sqrt(C / heads)) v -> [B, H, W, C] (EDM `AttentionOp`)."""
@@ -147,6 +152,7 @@ class UNetBlock(nn.Module):
     num_heads: int = 1  # SongUNet block_kwargs num_heads=1
     dropout: float = 0.0
     resample_filter: Sequence[float] = (1, 1)
+    double_norm: bool = False  # sCM's adaptive double normalization instead of the added embedding
 
     @nn.compact
     def __call__(self, x: jax.Array, emb: jax.Array, train: bool) -> jax.Array:
@@ -154,8 +160,13 @@ class UNetBlock(nn.Module):
         resample = {"up": self.up, "down": self.down, "resample_filter": self.resample_filter}
         orig = x
         x = Conv2d(c, 3, **resample, name="conv0")(nn.silu(group_norm(x.shape[-1], "norm0")(x)))
-        x = x + nn.Dense(c, kernel_init=edm_init(), name="affine")(emb)[:, None, None, :]
-        x = nn.silu(group_norm(c, "norm1")(x))  # EDM adaptive_scale=False
+        if self.double_norm:  # norm(x) pnorm(s(t)) + pnorm(b(t)) (sCM Sec. 4.1)
+            affine = nn.Dense(2 * c, kernel_init=edm_init(), name="affine")(emb)[:, None, None, :]
+            scale, shift = jnp.split(affine, 2, axis=-1)
+            x = nn.silu(group_norm(c, "norm1")(x) * pixel_norm(scale) + pixel_norm(shift))
+        else:
+            x = x + nn.Dense(c, kernel_init=edm_init(), name="affine")(emb)[:, None, None, :]
+            x = nn.silu(group_norm(c, "norm1")(x))  # EDM adaptive_scale=False
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         x = Conv2d(c, 3, init_weight=1e-5, name="conv1")(x)
         if c != orig.shape[-1] or self.up or self.down:  # resample_proj=True: always a 1x1 conv
@@ -197,6 +208,7 @@ class SongUNet(nn.Module):
     remat: bool = False  # recompute each block's activations in the backward pass
     logvar_head: bool = False  # parameters of a LogvarHead named 'logvar' (see `networks.logvar_fn`)
     guidance_embedding: bool = False  # takes the guidance scale w (layers.GuidanceEmbedding)
+    double_norm: bool = False  # UNetBlock.double_norm (sCM Sec. 4.1)
 
     def _block(
         self, x: jax.Array, emb: jax.Array, train: bool, name: str, features: int, **kw
@@ -204,7 +216,8 @@ class SongUNet(nn.Module):
         # static_argnums counts self: (self, x, emb, train) -> train is 3
         cls = nn.remat(UNetBlock, static_argnums=(3,)) if self.remat else UNetBlock
         block = cls(
-            features, dropout=self.dropout, resample_filter=self.resample_filter, name=name, **kw
+            features, dropout=self.dropout, resample_filter=self.resample_filter,
+            double_norm=self.double_norm, name=name, **kw,
         )
         return block(x, emb, train)
 

@@ -18,6 +18,7 @@ from consistency_jax.core import guidance, losses, ode, schedules
 from consistency_jax.core.parametrization import (
     Parametrization,
     denoiser,
+    edm_network,
     edm_sigma,
     meanflow_network,
     trigflow_network,
@@ -105,6 +106,7 @@ def edm_objective(config: ml_collections.ConfigDict, model: nn.Module, **_) -> O
         sigma = schedules.lognormal_sigma(k_sigma, x.shape[:1], o.p_mean, o.p_std)
         n = jax.random.normal(k_noise, x.shape)
         net = network_fn(model, params, labels, train=True, dropout_key=k_drop)
+        net = edm_network(net, m.scm_network, m.sigma_data)  # a TrigFlow teacher's too
         value = losses.edm_loss(denoiser(net, edm), x, sigma, n, m.sigma_data)
         return value, {"loss": value}
 
@@ -135,13 +137,16 @@ def _student(config: ml_collections.ConfigDict, model: nn.Module, dim: int):
 
 
 def teacher_denoiser(
-    teacher_model: nn.Module, params: Any, labels: jax.Array, w: float | jax.Array, sigma_data: float
+    teacher_model: nn.Module, params: Any, labels: jax.Array, w: float | jax.Array, sigma_data: float,
+    kind: str = "edm",
 ) -> ode.Denoiser:
     """The EDM teacher's denoiser guided at w (`guidance.guided_denoiser`: the conditional one
-    at w = 1, its null label the unconditional one), as the loss and the sampler use it."""
+    at w = 1, its null label the unconditional one), as the loss and the sampler use it; `kind`:
+    how its network takes time (config.model.scm_network)."""
     edm = Parametrization("edm", sigma_data, 0.0)
-    cond = denoiser(network_fn(teacher_model, params, labels), edm)
-    uncond = denoiser(network_fn(teacher_model, params, None), edm)
+    bind = lambda labels: edm_network(network_fn(teacher_model, params, labels), kind, sigma_data)
+    cond = denoiser(bind(labels), edm)
+    uncond = denoiser(bind(None), edm)
     return guidance.guided_denoiser(cond, uncond, w)
 
 
@@ -264,7 +269,8 @@ def scm_objective(
         z = sd * jax.random.normal(k_noise, x.shape)
         bind = lambda p: as_trigflow(network_fn(model, p, labels, train=True, dropout_key=k_drop))
         if distils:
-            teacher = trigflow_network(network_fn(teacher_model, frozen["teacher"], labels), "edm", sd)
+            # the teacher's network is of the student's kind (load_teacher checks it)
+            teacher = as_trigflow(network_fn(teacher_model, frozen["teacher"], labels))
             velocity = lambda x_t, t: ode.trigflow_drift(teacher, x_t, t, sd)
         else:
             velocity = lambda x_t, t: losses.sct_velocity(x, z, t)
