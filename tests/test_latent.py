@@ -5,19 +5,25 @@ import json
 import os
 import re
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import run_utils
 
 from configs import digits_edm
 from configs.digits import latent
+from consistency_jax.core import sampling
+from consistency_jax.core.parametrization import Parametrization, denoiser
 from consistency_jax.data import build_dataset, data_info, example_reader
 from consistency_jax.data.batching import DataInfo
 from consistency_jax.data.latents import chunk_path, latent_info
 from consistency_jax.errors import ConfigError
+from consistency_jax.evaluation import samples
 from consistency_jax.jobs import latents, train
-from consistency_jax.networks.autoencoder import Autoencoder, scale, unscale
+from consistency_jax.networks import network_fn
+from consistency_jax.networks.autoencoder import Autoencoder, ConvAutoencoder, conv_autoencoder, scale, unscale
 
 # A tiny autoencoder run: 8 channels, 40 steps (it only has to be a trained autoencoder).
 AE_RUN = {
@@ -158,19 +164,70 @@ def test_a_latent_run_saves_and_evaluates_decoded_images(autoencoder, tmp_path):
     assert shard.dtype == np.uint8 and shard.shape == (32, 8, 8, 1)
 
 
+# --- the decoder inside the jitted sampler ------------------------------------------------------------
+
+
+class LatentNet(nn.Module):
+    """A 1x1 conv of the latents plus 0.1 x its label (the null label -1 for None): parameters, and
+    an output that depends on each row's label; it takes a w-embedding's scale and ignores it."""
+
+    @nn.compact
+    def __call__(self, x, c_noise, labels=None, guidance=None, *, train=False):
+        label = jnp.full(x.shape[:1], -1.0) if labels is None else labels.astype(jnp.float32)
+        return nn.Conv(x.shape[-1], (1, 1))(x) + 0.1 * label[:, None, None, None]
+
+
+@pytest.fixture(scope="module")
+def random_ae() -> Autoencoder:
+    """A digits-sized ConvAutoencoder (8x8x1 images -> 4x4x2 latents) at random parameters."""
+    model = ConvAutoencoder(channels=32, latent_channels=2, downsample=2)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]
+    rng = np.random.default_rng(0)  # random normal weights without compiling the initializer
+    params = jax.tree.map(lambda a: (0.2 * rng.normal(size=a.shape)).astype(np.float32), shapes)
+    return conv_autoencoder(model, params, 1, 1.7)
+
+
+def _latent_config(name: str, **sample):
+    config = latent(__import__(f"configs.digits_{name}", fromlist=["get_config"]).get_config())
+    config.sample.batch_size = 8
+    config.sample.update(sample)
+    return config
+
+
+def test_the_decoder_params_are_an_argument_of_the_compiled_sampler_not_constants(random_ae):
+    """The lowered latent sampler holds the autoencoder's parameters as inputs: its program text
+    is far smaller than their bytes (as constants they would be written out in it whole), and its
+    samples are decode(unscale(the one-step consistency sample))."""
+    config = _latent_config("cd")
+    net = LatentNet()
+    params = net.init(jax.random.key(1), jnp.zeros((1, 4, 4, 2)), jnp.zeros(1))["params"]
+    sampler = samples.make_sampler(config, net, "onestep", (4, 4, 2), random_ae)
+    args = (samples.sampler_params(params, random_ae), jax.random.key(2), None)
+    ae_bytes = sum(a.nbytes for a in jax.tree.leaves(random_ae.params))
+    assert ae_bytes > 300_000
+    assert len(sampler.lower(*args).as_text()) < ae_bytes / 4
+    m = config.model
+    cm = Parametrization("consistency", m.sigma_data, m.sigma_min)
+    z = sampling.multistep_sample(
+        denoiser(network_fn(net, params), cm), args[1], (8, 4, 4, 2), (m.sigma_max,), m.sigma_min
+    )
+    expected = random_ae.decode(unscale(z, random_ae))
+    np.testing.assert_allclose(sampler(*args), expected, rtol=1e-5, atol=1e-5)
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 
 def test_an_autoencoder_that_cannot_encode_the_data_or_breaks_its_own_shape():
     digits = DataInfo(shape=(8, 8, 1), num_classes=10, num_examples=1797)
-    rgb_only = Autoencoder(lambda x: x[:, ::2, ::2, :3] @ np.ones((3, 4)), lambda z: z, 1.0, 4, 2)
+    rgb_only = Autoencoder(lambda p, x: x[:, ::2, ::2, :3] @ np.ones((3, 4)), lambda p, z: z, None, 1.0, 4, 2)
     with pytest.raises(ConfigError, match="cannot encode the 8x8x1 images of 'digits'"):
         latent_info(digits, rgb_only, "digits")
-    three = Autoencoder(lambda x: jax.numpy.repeat(x[:, ::2, ::2], 3, axis=-1), lambda z: z, 1.0, 2, 2)
+    three = Autoencoder(lambda p, x: jax.numpy.repeat(x[:, ::2, ::2], 3, axis=-1), lambda p, z: z, None, 1.0, 2, 2)
     with pytest.raises(ConfigError, match=re.escape("to latents of shape (4, 4, 3), not the (4, 4, 2)")):
         latent_info(digits, three, "digits")
     with pytest.raises(ConfigError, match="downsamples by 4 and needs sides that divide by it"):
-        latent_info(DataInfo((10, 10, 1), 10, 1797), Autoencoder(None, None, 1.0, 2, 4), "digits")
+        latent_info(DataInfo((10, 10, 1), 10, 1797), Autoencoder(None, None, None, 1.0, 2, 4), "digits")
     assert latent_info(digits, None, "digits") is digits  # a pixel run
 
 

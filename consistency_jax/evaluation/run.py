@@ -72,6 +72,7 @@ from consistency_jax.evaluation.samples import (
     make_sampler,
     reconstructions,
     sampler_names,
+    sampler_params,
     sampler_spec,
     to_uint8,
 )
@@ -557,7 +558,9 @@ def evaluate(
             if _is_writer():
                 prepare_shard_dir(shards, shard_spec(config, name, step))
             sampler = parallel.sharded_sampler(make_sampler(scfg, model, name, network_info.shape, autoencoder), mesh)
-            samples, labels = sample_shards(sampler, params, key, shards, config, info.shape, num_classes)
+            samples, labels = sample_shards(
+                sampler, sampler_params(params, autoencoder), key, shards, config, info.shape, num_classes
+            )
         grids[name] = np.repeat(image_grid(samples[:64]), 3 // info.shape[-1], axis=-1)
         results["samplers"][name] = figures(
             samples, features_fn, reference, config.eval.feature_batch_size, net, labels
