@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import run_utils
 
-from configs import digits_edm
+from configs import digits_edm, digits_edm_cond, digits_latent_lcm
 from configs.digits import latent
 from consistency_jax.core import sampling
 from consistency_jax.core.parametrization import Parametrization, denoiser
@@ -215,6 +215,44 @@ def test_the_decoder_params_are_an_argument_of_the_compiled_sampler_not_constant
     np.testing.assert_allclose(sampler(*args), expected, rtol=1e-5, atol=1e-5)
 
 
+def _differing_rows(sampler, params, key) -> tuple[np.ndarray, np.ndarray]:
+    """(rows where two label batches differ, rows where the sampler's images from them differ)."""
+    a = np.arange(8) % 3
+    b = a.copy()
+    b[[1, 4]] += 1
+    xa, xb = (np.asarray(sampler(params, key, jnp.asarray(labels))) for labels in (a, b))
+    return a != b, np.any(xa != xb, axis=(1, 2, 3))
+
+
+def test_a_conditional_latent_teacher_samples_each_rows_label_and_w0_is_unconditional(random_ae):
+    """The conditional latent teacher's decoded images differ exactly in the rows whose labels
+    differ (each row's label reaches the network); at w = 0 it is the unconditional sampler (the
+    null label), whatever the labels."""
+    config = _latent_config("edm_cond", teacher_steps=3, guidance=(0.0, 1.0))
+    net = LatentNet()
+    params = net.init(jax.random.key(1), jnp.zeros((1, 4, 4, 2)), jnp.zeros(1))["params"]
+    args = samples.sampler_params(params, random_ae), jax.random.key(3)
+    conditional = samples.make_sampler(config, net, "teacher_heun5_w1", (4, 4, 2), random_ae)
+    labels_differ, images_differ = _differing_rows(conditional, *args)
+    np.testing.assert_array_equal(images_differ, labels_differ)
+    unguided = samples.make_sampler(config, net, "teacher_heun5_w0", (4, 4, 2), random_ae)
+    w0 = unguided(*args, jnp.arange(8) % 3)
+    np.testing.assert_array_equal(w0, unguided(*args, jnp.arange(8) % 5))
+    np.testing.assert_array_equal(w0, conditional(*args, None))  # the null label's sampler
+
+
+def test_a_latent_lcm_student_samples_each_rows_label_at_every_step_count(random_ae):
+    config = _latent_config("lcm", lcm_steps=(1, 2), guidance=(2.0,))
+    net = LatentNet()
+    params = net.init(jax.random.key(1), jnp.zeros((1, 4, 4, 2)), jnp.zeros(1))["params"]
+    for name in samples.sampler_names(config):
+        sampler = samples.make_sampler(config, net, name, (4, 4, 2), random_ae)
+        labels_differ, images_differ = _differing_rows(
+            sampler, samples.sampler_params(params, random_ae), jax.random.key(4)
+        )
+        np.testing.assert_array_equal(images_differ, labels_differ, err_msg=name)
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 
@@ -239,6 +277,36 @@ def test_a_student_whose_teacher_is_in_another_space_stops_before_compute(autoen
     config.objective.teacher_workdir = str(teacher)
     with pytest.raises(ConfigError, match="was trained on images .* this run is on the latents of"):
         train.train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "teacher,message",
+    [
+        ("pixel", "was trained on images (config.autoencoder.kind='none'), this run is on the latents of"),
+        ("unconditional", "trained with data.conditional=False, this run has True: it distils a conditional teacher"),
+        ("no_dropout", "trained without label dropout"),
+    ],
+)
+def test_a_latent_lcm_whose_teacher_is_pixel_space_or_unconditional_stops_before_compute(
+    autoencoder, tmp_path, teacher, message
+):
+    """A latent LCM student refuses a pixel-space teacher, an unconditional latent one and a
+    conditional latent one without label dropout, naming the fix, before anything is written."""
+    teacher_config = {
+        "pixel": digits_edm_cond.get_config(),
+        "unconditional": latent(digits_edm.get_config(), autoencoder),
+        "no_dropout": latent(digits_edm_cond.get_config(), autoencoder),
+    }[teacher]
+    if teacher == "no_dropout":
+        teacher_config.objective.label_dropout = 0.0
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "config.json").write_text(teacher_config.to_json())
+    config = latent(digits_latent_lcm.get_config(), autoencoder)
+    config.objective.teacher_workdir = str(tmp_path / "teacher")
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        train.train(config, str(tmp_path / "run"))
+    assert "teacher_workdir" in str(error.value) or "label_dropout" in str(error.value)  # the fix
     assert not (tmp_path / "run").exists()
 
 
@@ -290,3 +358,21 @@ def test_the_pipeline_points_latent_stages_at_its_autoencoder_and_latent_teacher
         end_to_end.stage_configs(PRESETS["digits"], str(tmp_path), ("latent_edm", "latent_cd"))
     with pytest.raises(ValueError, match="needs an unconditional latent teacher stage"):
         end_to_end.stage_configs(PRESETS["digits"], str(tmp_path), ("edm", "autoencoder", "latent_cd"))
+
+
+def test_the_pipeline_points_the_latent_lcm_at_the_conditional_latent_teacher(tmp_path):
+    from configs.presets import PRESETS
+    from consistency_jax.jobs import end_to_end
+
+    stages = ("edm_cond", "lcm", "autoencoder", "latent_edm", "latent_edm_cond", "latent_lcm")
+    configs = end_to_end.stage_configs(PRESETS["digits"], str(tmp_path), stages)
+    assert configs["latent_lcm"].objective.teacher_workdir == str(tmp_path / "latent_edm_cond")
+    assert configs["lcm"].objective.teacher_workdir == str(tmp_path / "edm_cond")
+    for stage in ("latent_edm", "latent_edm_cond", "latent_lcm"):
+        assert configs[stage].autoencoder.workdir == str(tmp_path / "autoencoder")
+    assert configs["latent_edm_cond"].objective.label_dropout > 0 and configs["latent_lcm"].data.conditional
+    assert end_to_end.teacher_stages(configs) == ["edm_cond", "latent_edm", "latent_edm_cond"]
+    with pytest.raises(ValueError, match="needs a conditional latent teacher stage"):
+        end_to_end.stage_configs(
+            PRESETS["digits"], str(tmp_path), ("edm_cond", "autoencoder", "latent_edm", "latent_lcm")
+        )

@@ -1,0 +1,16 @@
+r"""LCM-style guided CD of the conditional latent digits teacher (digits_latent_edm_cond.py):
+digits_lcm.py in the digits autoencoder's latents, the setting of Latent Consistency Models.
+
+Run: python launch.py --config=configs/digits_latent_lcm.py --workdir=runs/digits/latent_lcm \
+         --config.objective.teacher_workdir=runs/digits/latent_edm_cond
+Samples at 1, 2, 4 steps for w = 1, 2, 4, decoded to 8x8 images. Result: docs/results.md#latent.
+"""
+
+from configs import digits_lcm
+from configs.digits import latent
+
+
+def get_config():
+    c = latent(digits_lcm.get_config())
+    c.objective.teacher_workdir = "runs/digits/latent_edm_cond"
+    return c
