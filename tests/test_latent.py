@@ -1,9 +1,11 @@
 """Latent runs: the digits autoencoder and its scaling, the cached latent data set, a latent run's
 decoded samples and eval, and the latent configs' bad input."""
 
+import dataclasses
 import json
 import os
 import re
+import shutil
 
 import flax.linen as nn
 import jax
@@ -18,7 +20,7 @@ from consistency_jax.core import sampling
 from consistency_jax.core.parametrization import Parametrization, denoiser
 from consistency_jax.data import build_dataset, data_info, example_reader
 from consistency_jax.data.batching import DataInfo
-from consistency_jax.data.latents import chunk_path, latent_info
+from consistency_jax.data.latents import SPEC_FILE, chunk_path, latent_info
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation import samples
 from consistency_jax.jobs import latents, train
@@ -251,6 +253,95 @@ def test_a_latent_lcm_student_samples_each_rows_label_at_every_step_count(random
             sampler, samples.sampler_params(params, random_ae), jax.random.key(4)
         )
         np.testing.assert_array_equal(images_differ, labels_differ, err_msg=name)
+
+
+# --- the latent cache: resumed, sharded over processes, rebuilt for another spec -------------------
+
+CHUNK = 500  # 1797 digits -> chunks of 500, 500, 500, 297
+
+
+@pytest.fixture()
+def cache_config(tmp_path):
+    """A latent config whose autoencoder's identity is tmp_path/ae/autoencoder.json (its encoder
+    is the test's `random_ae`)."""
+    (tmp_path / "ae").mkdir()
+    (tmp_path / "ae" / latents.STATS_FILE).write_text(json.dumps({"scaling_factor": 1.7}))
+    config = latent(digits_edm.get_config(), str(tmp_path / "ae"))
+    config.autoencoder.encode_batch_size = 250
+    return config
+
+
+def _chunks(directory) -> dict[str, np.ndarray]:
+    return {p.name: np.load(p) for p in sorted(directory.glob("chunk_*.npy"))}
+
+
+def _encode(config, ae, directory, process_index=0, process_count=1) -> list[int]:
+    info = data_info(config.data)
+    return latents.encode_latents(config, ae, info, str(directory), process_index, process_count, chunk_size=CHUNK)
+
+
+def test_an_interrupted_encode_resumes_at_its_missing_chunks_and_equals_an_uninterrupted_one(
+    random_ae, cache_config, tmp_path
+):
+    assert _encode(cache_config, random_ae, tmp_path / "whole") == [0, 1, 2, 3]
+    whole = _chunks(tmp_path / "whole")
+    assert sorted(whole) == [f"chunk_{k:05d}.{a}.npy" for k in range(4) for a in ("labels", "latents")]
+    # stopped after chunk 0 and the labels of chunk 1 (a chunk is whole once its latents are)
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name in (SPEC_FILE, "chunk_00000.labels.npy", "chunk_00000.latents.npy", "chunk_00001.labels.npy"):
+        shutil.copy2(tmp_path / "whole" / name, cut / name)
+    written = os.stat(cut / "chunk_00000.latents.npy").st_mtime_ns
+    assert _encode(cache_config, random_ae, cut) == [1, 2, 3]
+    assert os.stat(cut / "chunk_00000.latents.npy").st_mtime_ns == written  # kept, not encoded again
+    resumed = _chunks(cut)
+    assert sorted(resumed) == sorted(whole)
+    for name, array in whole.items():
+        np.testing.assert_array_equal(resumed[name], array, err_msg=name)
+    assert _encode(cache_config, random_ae, cut) == []  # whole: nothing left to encode
+
+
+def test_two_processes_encode_disjoint_chunks_whose_union_is_the_single_process_cache(
+    random_ae, cache_config, tmp_path
+):
+    _encode(cache_config, random_ae, tmp_path / "one")
+    shared = tmp_path / "two"
+    assert _encode(cache_config, random_ae, shared, 0, 2) == [0, 2]
+    first = set(_chunks(shared))
+    assert first == {f"chunk_{k:05d}.{a}.npy" for k in (0, 2) for a in ("labels", "latents")}
+    assert _encode(cache_config, random_ae, shared, 1, 2) == [1, 3]
+    both, one = _chunks(shared), _chunks(tmp_path / "one")
+    assert sorted(both) == sorted(one)
+    for name, array in one.items():
+        np.testing.assert_array_equal(both[name], array, err_msg=name)
+
+
+def test_a_cache_of_another_autoencoder_is_rebuilt_even_when_the_rebuild_is_interrupted(
+    random_ae, cache_config, tmp_path, monkeypatch
+):
+    """Retraining the autoencoder (another autoencoder.json) makes every chunk stale: they are
+    encoded anew, and a rebuild stopped before its first chunk does not leave the old chunks to
+    be read as the new autoencoder's."""
+    directory = tmp_path / "cache"
+    _encode(cache_config, random_ae, directory)
+    retrained = dataclasses.replace(random_ae, params=jax.tree.map(lambda p: -p, random_ae.params))
+    (tmp_path / "ae" / latents.STATS_FILE).write_text(json.dumps({"scaling_factor": 2.5}))
+
+    def stopped(*_):
+        raise InterruptedError("stopped before the first chunk")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(latents, "_encode_chunks", stopped)
+        with pytest.raises(InterruptedError):
+            _encode(cache_config, retrained, directory)
+    assert _encode(cache_config, retrained, directory) == [0, 1, 2, 3]
+    images = example_reader(cache_config.data)(np.arange(1797))["x"]
+    z = np.concatenate([np.load(directory / f"chunk_{k:05d}.latents.npy") for k in range(4)])
+    np.testing.assert_allclose(z, retrained.encode(images), rtol=1e-5, atol=1e-6)
+    # another chunk size: the old spec's chunks beyond the new count are gone too
+    info = data_info(cache_config.data)
+    assert latents.encode_latents(cache_config, retrained, info, str(directory), 0, 1, chunk_size=1000) == [0, 1]
+    assert sorted(_chunks(directory)) == [f"chunk_{k:05d}.{a}.npy" for k in range(2) for a in ("labels", "latents")]
 
 
 # --- bad input ------------------------------------------------------------------------------------
