@@ -578,7 +578,7 @@ def reconstructed_training_images(
     config: ml_collections.ConfigDict, model: nn.Module, params, info: DataInfo
 ) -> np.ndarray:
     """An autoencoder run's decode(encode(x)) of every training image, as uint8."""
-    return to_uint8(reconstructions(config, model, params, info, info.num_examples, config.eval.batch_size))
+    return to_uint8(reconstructions(config, model, params, info, info.num_examples, config.eval.batch_size)[2])
 
 
 def tradeoff_plot(path, config: ml_collections.ConfigDict, figs: dict[str, dict]) -> None:

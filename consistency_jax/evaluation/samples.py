@@ -289,21 +289,20 @@ def write_samples(
 
 def reconstructions(
     config: ml_collections.ConfigDict, model: nn.Module, params, info: DataInfo, count: int, batch_size: int
-) -> np.ndarray:
-    """An autoencoder run's decode(encode(x)) of the first `count` images of the data, in [-1, 1],
-    `batch_size` at a time."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An autoencoder run's first `count` images x of the data, their latents encode(x) and their
+    reconstructions decode(encode(x)) in [-1, 1], encoded and decoded `batch_size` at a time."""
     ae = conv_autoencoder(model, params, info.shape[-1], 1.0)
     images = example_reader(config.data)(np.arange(count))["x"]
-    return np.concatenate([
-        np.asarray(ae.decode(ae.encode(images[i : i + batch_size]))) for i in range(0, len(images), batch_size)
-    ])
+    latents = [np.asarray(ae.encode(images[i : i + batch_size])) for i in range(0, count, batch_size)]
+    return images, np.concatenate(latents), np.concatenate([np.asarray(ae.decode(z)) for z in latents])
 
 
 def write_reconstructions(config, workdir: str, model: nn.Module, params, info: DataInfo, tag: str = "") -> dict:
     """An autoencoder run's samples: its reconstructions of the first sample.num_samples images of
     the data, as workdir/samples/reconstruction<tag>.npz and .png (process 0)."""
     count = min(config.sample.num_samples, info.num_examples)
-    samples = reconstructions(config, model, params, info, count, config.sample.batch_size)
+    samples = reconstructions(config, model, params, info, count, config.sample.batch_size)[2]
     if not parallel.is_main_process():
         return {}
     return {RECONSTRUCTION: save_samples(workdir, RECONSTRUCTION + tag, samples)}

@@ -23,6 +23,7 @@ from consistency_jax.config.schema import load_config
 from consistency_jax.data import DataInfo, data_info, example_reader
 from consistency_jax.data.latents import SPEC_FILE, LatentSource, channel_std, chunk_bounds, chunk_path
 from consistency_jax.errors import ConfigError
+from consistency_jax.evaluation.samples import reconstructions
 from consistency_jax.networks import build_network
 from consistency_jax.networks.autoencoder import Autoencoder, conv_autoencoder
 from consistency_jax.training import checkpoint, files, parallel
@@ -117,16 +118,7 @@ def write_autoencoder_stats(config: ml_collections.ConfigDict, workdir: str, mod
     """At the end of an autoencoder run: workdir/autoencoder.json with scaling_factor (1 / the std
     of the latents of the training split, all channels together), the per-channel latent std and
     the reconstruction mean squared error on [-1, 1] images; its path."""
-    ae = conv_autoencoder(model, params, info.shape[-1], 1.0)
-    read = example_reader(config.data)
-    images = read(np.arange(info.num_examples))["x"]
-    latents, _ = encode_all(ae.encode, read, info.num_examples, config.sample.batch_size)
-    recon = np.concatenate(
-        [
-            np.asarray(ae.decode(latents[i : i + config.sample.batch_size]))
-            for i in range(0, len(latents), config.sample.batch_size)
-        ]
-    )
+    images, latents, recon = reconstructions(config, model, params, info, info.num_examples, config.sample.batch_size)
     stats = {
         "scaling_factor": float(1.0 / latents.std()),
         "latent_channel_std": [float(s) for s in latents.std(axis=(0, 1, 2))],
