@@ -1,7 +1,7 @@
 """The end-to-end presets of pipeline.py: stage -> config. The EDM stages are the teachers (edm,
 and edm_cond: conditional, with label dropout); a student distils the one whose data.conditional
-is its own (lcm: edm_cond) in its own space (latent_cd: latent_edm, in the latents of the
-autoencoder stage)."""
+is its own (lcm: edm_cond) in its own space (latent_cd: latent_edm, latent_lcm: latent_edm_cond, in
+the latents of the autoencoder stage)."""
 
 from configs import (
     digits_autoencoder,
@@ -12,7 +12,9 @@ from configs import (
     digits_ict,
     digits_latent_cd,
     digits_latent_edm,
+    digits_latent_edm_cond,
     digits_latent_ict,
+    digits_latent_lcm,
     digits_lcm,
     digits_meanflow,
     digits_scd,
@@ -41,6 +43,7 @@ PRESETS = {
         # latent stages: in the latents of the autoencoder stage, which trains first
         "autoencoder": digits_autoencoder.get_config, "latent_edm": digits_latent_edm.get_config,
         "latent_cd": digits_latent_cd.get_config, "latent_ict": digits_latent_ict.get_config,
+        "latent_edm_cond": digits_latent_edm_cond.get_config, "latent_lcm": digits_latent_lcm.get_config,
     },
 }
 DEFAULT_STAGES = ("edm", "cd", "ict")

@@ -1,23 +1,31 @@
 """Latent runs: the digits autoencoder and its scaling, the cached latent data set, a latent run's
 decoded samples and eval, and the latent configs' bad input."""
 
+import dataclasses
 import json
 import os
 import re
+import shutil
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import run_utils
 
-from configs import digits_edm
+from configs import digits_edm, digits_edm_cond, digits_latent_lcm
 from configs.digits import latent
+from consistency_jax.core import sampling
+from consistency_jax.core.parametrization import Parametrization, denoiser
 from consistency_jax.data import build_dataset, data_info, example_reader
 from consistency_jax.data.batching import DataInfo
-from consistency_jax.data.latents import chunk_path, latent_info
+from consistency_jax.data.latents import SPEC_FILE, chunk_path, latent_info
 from consistency_jax.errors import ConfigError
+from consistency_jax.evaluation import samples
 from consistency_jax.jobs import latents, train
-from consistency_jax.networks.autoencoder import Autoencoder, scale, unscale
+from consistency_jax.networks import network_fn
+from consistency_jax.networks.autoencoder import Autoencoder, ConvAutoencoder, conv_autoencoder, scale, unscale
 
 # A tiny autoencoder run: 8 channels, 40 steps (it only has to be a trained autoencoder).
 AE_RUN = {
@@ -158,19 +166,197 @@ def test_a_latent_run_saves_and_evaluates_decoded_images(autoencoder, tmp_path):
     assert shard.dtype == np.uint8 and shard.shape == (32, 8, 8, 1)
 
 
+# --- the decoder inside the jitted sampler ------------------------------------------------------------
+
+
+class LatentNet(nn.Module):
+    """A 1x1 conv of the latents plus 0.1 x its label (the null label -1 for None): parameters, and
+    an output that depends on each row's label; it takes a w-embedding's scale and ignores it."""
+
+    @nn.compact
+    def __call__(self, x, c_noise, labels=None, guidance=None, *, train=False):
+        label = jnp.full(x.shape[:1], -1.0) if labels is None else labels.astype(jnp.float32)
+        return nn.Conv(x.shape[-1], (1, 1))(x) + 0.1 * label[:, None, None, None]
+
+
+@pytest.fixture(scope="module")
+def random_ae() -> Autoencoder:
+    """A digits-sized ConvAutoencoder (8x8x1 images -> 4x4x2 latents) at random parameters."""
+    model = ConvAutoencoder(channels=32, latent_channels=2, downsample=2)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]
+    rng = np.random.default_rng(0)  # random normal weights without compiling the initializer
+    params = jax.tree.map(lambda a: (0.2 * rng.normal(size=a.shape)).astype(np.float32), shapes)
+    return conv_autoencoder(model, params, 1, 1.7)
+
+
+def _latent_config(name: str, **sample):
+    config = latent(__import__(f"configs.digits_{name}", fromlist=["get_config"]).get_config())
+    config.sample.batch_size = 8
+    config.sample.update(sample)
+    return config
+
+
+def test_the_decoder_params_are_an_argument_of_the_compiled_sampler_not_constants(random_ae):
+    """The lowered latent sampler holds the autoencoder's parameters as inputs: its program text
+    is far smaller than their bytes (as constants they would be written out in it whole), and its
+    samples are decode(unscale(the one-step consistency sample))."""
+    config = _latent_config("cd")
+    net = LatentNet()
+    params = net.init(jax.random.key(1), jnp.zeros((1, 4, 4, 2)), jnp.zeros(1))["params"]
+    sampler = samples.make_sampler(config, net, "onestep", (4, 4, 2), random_ae)
+    args = (samples.sampler_params(params, random_ae), jax.random.key(2), None)
+    ae_bytes = sum(a.nbytes for a in jax.tree.leaves(random_ae.params))
+    assert ae_bytes > 300_000
+    assert len(sampler.lower(*args).as_text()) < ae_bytes / 4
+    m = config.model
+    cm = Parametrization("consistency", m.sigma_data, m.sigma_min)
+    z = sampling.multistep_sample(
+        denoiser(network_fn(net, params), cm), args[1], (8, 4, 4, 2), (m.sigma_max,), m.sigma_min
+    )
+    expected = random_ae.decode(unscale(z, random_ae))
+    np.testing.assert_allclose(sampler(*args), expected, rtol=1e-5, atol=1e-5)
+
+
+def _differing_rows(sampler, params, key) -> tuple[np.ndarray, np.ndarray]:
+    """(rows where two label batches differ, rows where the sampler's images from them differ)."""
+    a = np.arange(8) % 3
+    b = a.copy()
+    b[[1, 4]] += 1
+    xa, xb = (np.asarray(sampler(params, key, jnp.asarray(labels))) for labels in (a, b))
+    return a != b, np.any(xa != xb, axis=(1, 2, 3))
+
+
+def test_a_conditional_latent_teacher_samples_each_rows_label_and_w0_is_unconditional(random_ae):
+    """The conditional latent teacher's decoded images differ exactly in the rows whose labels
+    differ (each row's label reaches the network); at w = 0 it is the unconditional sampler (the
+    null label), whatever the labels."""
+    config = _latent_config("edm_cond", teacher_steps=3, guidance=(0.0, 1.0))
+    net = LatentNet()
+    params = net.init(jax.random.key(1), jnp.zeros((1, 4, 4, 2)), jnp.zeros(1))["params"]
+    args = samples.sampler_params(params, random_ae), jax.random.key(3)
+    conditional = samples.make_sampler(config, net, "teacher_heun5_w1", (4, 4, 2), random_ae)
+    labels_differ, images_differ = _differing_rows(conditional, *args)
+    np.testing.assert_array_equal(images_differ, labels_differ)
+    unguided = samples.make_sampler(config, net, "teacher_heun5_w0", (4, 4, 2), random_ae)
+    w0 = unguided(*args, jnp.arange(8) % 3)
+    np.testing.assert_array_equal(w0, unguided(*args, jnp.arange(8) % 5))
+    np.testing.assert_array_equal(w0, conditional(*args, None))  # the null label's sampler
+
+
+def test_a_latent_lcm_student_samples_each_rows_label_at_every_step_count(random_ae):
+    config = _latent_config("lcm", lcm_steps=(1, 2), guidance=(2.0,))
+    net = LatentNet()
+    params = net.init(jax.random.key(1), jnp.zeros((1, 4, 4, 2)), jnp.zeros(1))["params"]
+    for name in samples.sampler_names(config):
+        sampler = samples.make_sampler(config, net, name, (4, 4, 2), random_ae)
+        labels_differ, images_differ = _differing_rows(
+            sampler, samples.sampler_params(params, random_ae), jax.random.key(4)
+        )
+        np.testing.assert_array_equal(images_differ, labels_differ, err_msg=name)
+
+
+# --- the latent cache: resumed, sharded over processes, rebuilt for another spec -------------------
+
+CHUNK = 500  # 1797 digits -> chunks of 500, 500, 500, 297
+
+
+@pytest.fixture()
+def cache_config(tmp_path):
+    """A latent config whose autoencoder's identity is tmp_path/ae/autoencoder.json (its encoder
+    is the test's `random_ae`)."""
+    (tmp_path / "ae").mkdir()
+    (tmp_path / "ae" / latents.STATS_FILE).write_text(json.dumps({"scaling_factor": 1.7}))
+    config = latent(digits_edm.get_config(), str(tmp_path / "ae"))
+    config.autoencoder.encode_batch_size = 250
+    return config
+
+
+def _chunks(directory) -> dict[str, np.ndarray]:
+    return {p.name: np.load(p) for p in sorted(directory.glob("chunk_*.npy"))}
+
+
+def _encode(config, ae, directory, process_index=0, process_count=1) -> list[int]:
+    info = data_info(config.data)
+    return latents.encode_latents(config, ae, info, str(directory), process_index, process_count, chunk_size=CHUNK)
+
+
+def test_an_interrupted_encode_resumes_at_its_missing_chunks_and_equals_an_uninterrupted_one(
+    random_ae, cache_config, tmp_path
+):
+    assert _encode(cache_config, random_ae, tmp_path / "whole") == [0, 1, 2, 3]
+    whole = _chunks(tmp_path / "whole")
+    assert sorted(whole) == [f"chunk_{k:05d}.{a}.npy" for k in range(4) for a in ("labels", "latents")]
+    # stopped after chunk 0 and the labels of chunk 1 (a chunk is whole once its latents are)
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name in (SPEC_FILE, "chunk_00000.labels.npy", "chunk_00000.latents.npy", "chunk_00001.labels.npy"):
+        shutil.copy2(tmp_path / "whole" / name, cut / name)
+    written = os.stat(cut / "chunk_00000.latents.npy").st_mtime_ns
+    assert _encode(cache_config, random_ae, cut) == [1, 2, 3]
+    assert os.stat(cut / "chunk_00000.latents.npy").st_mtime_ns == written  # kept, not encoded again
+    resumed = _chunks(cut)
+    assert sorted(resumed) == sorted(whole)
+    for name, array in whole.items():
+        np.testing.assert_array_equal(resumed[name], array, err_msg=name)
+    assert _encode(cache_config, random_ae, cut) == []  # whole: nothing left to encode
+
+
+def test_two_processes_encode_disjoint_chunks_whose_union_is_the_single_process_cache(
+    random_ae, cache_config, tmp_path
+):
+    _encode(cache_config, random_ae, tmp_path / "one")
+    shared = tmp_path / "two"
+    assert _encode(cache_config, random_ae, shared, 0, 2) == [0, 2]
+    first = set(_chunks(shared))
+    assert first == {f"chunk_{k:05d}.{a}.npy" for k in (0, 2) for a in ("labels", "latents")}
+    assert _encode(cache_config, random_ae, shared, 1, 2) == [1, 3]
+    both, one = _chunks(shared), _chunks(tmp_path / "one")
+    assert sorted(both) == sorted(one)
+    for name, array in one.items():
+        np.testing.assert_array_equal(both[name], array, err_msg=name)
+
+
+def test_a_cache_of_another_autoencoder_is_rebuilt_even_when_the_rebuild_is_interrupted(
+    random_ae, cache_config, tmp_path, monkeypatch
+):
+    """Retraining the autoencoder (another autoencoder.json) makes every chunk stale: they are
+    encoded anew, and a rebuild stopped before its first chunk does not leave the old chunks to
+    be read as the new autoencoder's."""
+    directory = tmp_path / "cache"
+    _encode(cache_config, random_ae, directory)
+    retrained = dataclasses.replace(random_ae, params=jax.tree.map(lambda p: -p, random_ae.params))
+    (tmp_path / "ae" / latents.STATS_FILE).write_text(json.dumps({"scaling_factor": 2.5}))
+
+    def stopped(*_):
+        raise InterruptedError("stopped before the first chunk")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(latents, "_encode_chunks", stopped)
+        with pytest.raises(InterruptedError):
+            _encode(cache_config, retrained, directory)
+    assert _encode(cache_config, retrained, directory) == [0, 1, 2, 3]
+    images = example_reader(cache_config.data)(np.arange(1797))["x"]
+    z = np.concatenate([np.load(directory / f"chunk_{k:05d}.latents.npy") for k in range(4)])
+    np.testing.assert_allclose(z, retrained.encode(images), rtol=1e-5, atol=1e-6)
+    # another chunk size: the old spec's chunks beyond the new count are gone too
+    info = data_info(cache_config.data)
+    assert latents.encode_latents(cache_config, retrained, info, str(directory), 0, 1, chunk_size=1000) == [0, 1]
+    assert sorted(_chunks(directory)) == [f"chunk_{k:05d}.{a}.npy" for k in range(2) for a in ("labels", "latents")]
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 
 def test_an_autoencoder_that_cannot_encode_the_data_or_breaks_its_own_shape():
     digits = DataInfo(shape=(8, 8, 1), num_classes=10, num_examples=1797)
-    rgb_only = Autoencoder(lambda x: x[:, ::2, ::2, :3] @ np.ones((3, 4)), lambda z: z, 1.0, 4, 2)
+    rgb_only = Autoencoder(lambda p, x: x[:, ::2, ::2, :3] @ np.ones((3, 4)), lambda p, z: z, None, 1.0, 4, 2)
     with pytest.raises(ConfigError, match="cannot encode the 8x8x1 images of 'digits'"):
         latent_info(digits, rgb_only, "digits")
-    three = Autoencoder(lambda x: jax.numpy.repeat(x[:, ::2, ::2], 3, axis=-1), lambda z: z, 1.0, 2, 2)
+    three = Autoencoder(lambda p, x: jax.numpy.repeat(x[:, ::2, ::2], 3, axis=-1), lambda p, z: z, None, 1.0, 2, 2)
     with pytest.raises(ConfigError, match=re.escape("to latents of shape (4, 4, 3), not the (4, 4, 2)")):
         latent_info(digits, three, "digits")
     with pytest.raises(ConfigError, match="downsamples by 4 and needs sides that divide by it"):
-        latent_info(DataInfo((10, 10, 1), 10, 1797), Autoencoder(None, None, 1.0, 2, 4), "digits")
+        latent_info(DataInfo((10, 10, 1), 10, 1797), Autoencoder(None, None, None, 1.0, 2, 4), "digits")
     assert latent_info(digits, None, "digits") is digits  # a pixel run
 
 
@@ -182,6 +368,36 @@ def test_a_student_whose_teacher_is_in_another_space_stops_before_compute(autoen
     config.objective.teacher_workdir = str(teacher)
     with pytest.raises(ConfigError, match="was trained on images .* this run is on the latents of"):
         train.train(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "teacher,message",
+    [
+        ("pixel", "was trained on images (config.autoencoder.kind='none'), this run is on the latents of"),
+        ("unconditional", "trained with data.conditional=False, this run has True: it distils a conditional teacher"),
+        ("no_dropout", "trained without label dropout"),
+    ],
+)
+def test_a_latent_lcm_whose_teacher_is_pixel_space_or_unconditional_stops_before_compute(
+    autoencoder, tmp_path, teacher, message
+):
+    """A latent LCM student refuses a pixel-space teacher, an unconditional latent one and a
+    conditional latent one without label dropout, naming the fix, before anything is written."""
+    teacher_config = {
+        "pixel": digits_edm_cond.get_config(),
+        "unconditional": latent(digits_edm.get_config(), autoencoder),
+        "no_dropout": latent(digits_edm_cond.get_config(), autoencoder),
+    }[teacher]
+    if teacher == "no_dropout":
+        teacher_config.objective.label_dropout = 0.0
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "config.json").write_text(teacher_config.to_json())
+    config = latent(digits_latent_lcm.get_config(), autoencoder)
+    config.objective.teacher_workdir = str(tmp_path / "teacher")
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        train.train(config, str(tmp_path / "run"))
+    assert "teacher_workdir" in str(error.value) or "label_dropout" in str(error.value)  # the fix
     assert not (tmp_path / "run").exists()
 
 
@@ -233,3 +449,21 @@ def test_the_pipeline_points_latent_stages_at_its_autoencoder_and_latent_teacher
         end_to_end.stage_configs(PRESETS["digits"], str(tmp_path), ("latent_edm", "latent_cd"))
     with pytest.raises(ValueError, match="needs an unconditional latent teacher stage"):
         end_to_end.stage_configs(PRESETS["digits"], str(tmp_path), ("edm", "autoencoder", "latent_cd"))
+
+
+def test_the_pipeline_points_the_latent_lcm_at_the_conditional_latent_teacher(tmp_path):
+    from configs.presets import PRESETS
+    from consistency_jax.jobs import end_to_end
+
+    stages = ("edm_cond", "lcm", "autoencoder", "latent_edm", "latent_edm_cond", "latent_lcm")
+    configs = end_to_end.stage_configs(PRESETS["digits"], str(tmp_path), stages)
+    assert configs["latent_lcm"].objective.teacher_workdir == str(tmp_path / "latent_edm_cond")
+    assert configs["lcm"].objective.teacher_workdir == str(tmp_path / "edm_cond")
+    for stage in ("latent_edm", "latent_edm_cond", "latent_lcm"):
+        assert configs[stage].autoencoder.workdir == str(tmp_path / "autoencoder")
+    assert configs["latent_edm_cond"].objective.label_dropout > 0 and configs["latent_lcm"].data.conditional
+    assert end_to_end.teacher_stages(configs) == ["edm_cond", "latent_edm", "latent_edm_cond"]
+    with pytest.raises(ValueError, match="needs a conditional latent teacher stage"):
+        end_to_end.stage_configs(
+            PRESETS["digits"], str(tmp_path), ("edm_cond", "autoencoder", "latent_edm", "latent_lcm")
+        )

@@ -72,6 +72,7 @@ from consistency_jax.evaluation.samples import (
     make_sampler,
     reconstructions,
     sampler_names,
+    sampler_params,
     sampler_spec,
     to_uint8,
 )
@@ -557,7 +558,9 @@ def evaluate(
             if _is_writer():
                 prepare_shard_dir(shards, shard_spec(config, name, step))
             sampler = parallel.sharded_sampler(make_sampler(scfg, model, name, network_info.shape, autoencoder), mesh)
-            samples, labels = sample_shards(sampler, params, key, shards, config, info.shape, num_classes)
+            samples, labels = sample_shards(
+                sampler, sampler_params(params, autoencoder), key, shards, config, info.shape, num_classes
+            )
         grids[name] = np.repeat(image_grid(samples[:64]), 3 // info.shape[-1], axis=-1)
         results["samplers"][name] = figures(
             samples, features_fn, reference, config.eval.feature_batch_size, net, labels
@@ -575,7 +578,7 @@ def reconstructed_training_images(
     config: ml_collections.ConfigDict, model: nn.Module, params, info: DataInfo
 ) -> np.ndarray:
     """An autoencoder run's decode(encode(x)) of every training image, as uint8."""
-    return to_uint8(reconstructions(config, model, params, info, info.num_examples, config.eval.batch_size))
+    return to_uint8(reconstructions(config, model, params, info, info.num_examples, config.eval.batch_size)[2])
 
 
 def tradeoff_plot(path, config: ml_collections.ConfigDict, figs: dict[str, dict]) -> None:

@@ -113,7 +113,8 @@ def make_sampler(
     """A jitted `(params, key, labels) -> samples [sample.batch_size, *shape]` for a
     `sampler_names` entry; labels int [sample.batch_size] on a conditional run (`batch_labels`),
     None on an unconditional one. A latent run's sampler (`autoencoder` given, `shape` the
-    latents') draws scaled latents and returns them unscaled and decoded: images."""
+    latents') draws scaled latents and returns them unscaled and decoded: images; its params are
+    `sampler_params(params, autoencoder)`."""
     m, s = config.model, config.sample
     batch_shape = (s.batch_size, *shape)
     clip = len(shape) == 3 and autoencoder is None  # images live in [-1, 1], latents do not
@@ -160,8 +161,17 @@ def make_sampler(
 
 
 def decoded(sampler: Sampler, ae: Autoencoder) -> Sampler:
-    """A latent run's `sampler` followed by the decoder: samples are images."""
-    return lambda params, key, labels: ae.decode(unscale(sampler(params, key, labels), ae))
+    """A latent run's `sampler` followed by the decoder: samples are images. It takes
+    `sampler_params(params, ae)`: the decoder's parameters are an argument of the compiled
+    program, not constants baked into it (a program the size of the SD VAE, compiled anew for
+    each autoencoder)."""
+    return lambda params, key, labels: ae.decode_fn(params[1], unscale(sampler(params[0], key, labels), ae))
+
+
+def sampler_params(params, ae: Autoencoder | None):
+    """What a `make_sampler` sampler takes: the network's `params`; on a latent run (`ae` given),
+    (the network's, the autoencoder's)."""
+    return params if ae is None else (params, ae.params)
 
 
 def batch_labels(config: ml_collections.ConfigDict, num_classes: int, index: int, size: int) -> np.ndarray | None:
@@ -265,7 +275,9 @@ def write_samples(
     paths, drawn = {}, {}
     for name in sampler_names(config):
         sampler = parallel.sharded_sampler(make_sampler(config, model, name, info.shape, autoencoder), mesh)
-        samples, labels = generate(sampler, params, key, config.sample.num_samples, labels_of)
+        samples, labels = generate(
+            sampler, sampler_params(params, autoencoder), key, config.sample.num_samples, labels_of
+        )
         if parallel.is_main_process():
             paths[name] = save_samples(workdir, name + tag, samples, reference, labels)
             drawn[name] = (samples, labels)
@@ -277,21 +289,20 @@ def write_samples(
 
 def reconstructions(
     config: ml_collections.ConfigDict, model: nn.Module, params, info: DataInfo, count: int, batch_size: int
-) -> np.ndarray:
-    """An autoencoder run's decode(encode(x)) of the first `count` images of the data, in [-1, 1],
-    `batch_size` at a time."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An autoencoder run's first `count` images x of the data, their latents encode(x) and their
+    reconstructions decode(encode(x)) in [-1, 1], encoded and decoded `batch_size` at a time."""
     ae = conv_autoencoder(model, params, info.shape[-1], 1.0)
     images = example_reader(config.data)(np.arange(count))["x"]
-    return np.concatenate([
-        np.asarray(ae.decode(ae.encode(images[i : i + batch_size]))) for i in range(0, len(images), batch_size)
-    ])
+    latents = [np.asarray(ae.encode(images[i : i + batch_size])) for i in range(0, count, batch_size)]
+    return images, np.concatenate(latents), np.concatenate([np.asarray(ae.decode(z)) for z in latents])
 
 
 def write_reconstructions(config, workdir: str, model: nn.Module, params, info: DataInfo, tag: str = "") -> dict:
     """An autoencoder run's samples: its reconstructions of the first sample.num_samples images of
     the data, as workdir/samples/reconstruction<tag>.npz and .png (process 0)."""
     count = min(config.sample.num_samples, info.num_examples)
-    samples = reconstructions(config, model, params, info, count, config.sample.batch_size)
+    samples = reconstructions(config, model, params, info, count, config.sample.batch_size)[2]
     if not parallel.is_main_process():
         return {}
     return {RECONSTRUCTION: save_samples(workdir, RECONSTRUCTION + tag, samples)}

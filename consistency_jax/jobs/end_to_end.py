@@ -73,7 +73,7 @@ def teacher_stages(configs: dict[str, ml_collections.ConfigDict]) -> list[str]:
 def teacher_stage(configs: dict[str, ml_collections.ConfigDict], stage: str) -> str:
     """The teacher of `stage`: the first EDM stage with its data.conditional and its space, pixels
     or latents (the teacher must share them, `load_teacher`), e.g. edm_cond for lcm, latent_edm for
-    latent_cd; the stage itself for a teacher."""
+    latent_cd, latent_edm_cond for latent_lcm; the stage itself for a teacher."""
     if configs[stage].objective.name == "edm":
         return stage
     conditional, latent = configs[stage].data.conditional, is_latent(configs[stage])
@@ -84,7 +84,8 @@ def teacher_stage(configs: dict[str, ml_collections.ConfigDict], stage: str) -> 
     if not match:
         kind = ("a conditional" if conditional else "an unconditional") + (" latent" if latent else "")
         raise ConfigError(
-            f"Stage {stage!r} needs {kind} teacher stage (e.g. 'edm_cond', 'edm', 'latent_edm') in the stages."
+            f"Stage {stage!r} needs {kind} teacher stage (e.g. 'edm_cond', 'edm', 'latent_edm', "
+            "'latent_edm_cond') in the stages."
         )
     return match[0]
 

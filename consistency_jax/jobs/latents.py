@@ -8,6 +8,7 @@ variance), their per-channel std, and the reconstruction error, beside its check
 
 import dataclasses
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ from consistency_jax.config.schema import load_config
 from consistency_jax.data import DataInfo, data_info, example_reader
 from consistency_jax.data.latents import SPEC_FILE, LatentSource, channel_std, chunk_bounds, chunk_path
 from consistency_jax.errors import ConfigError
+from consistency_jax.evaluation.samples import reconstructions
 from consistency_jax.networks import build_network
 from consistency_jax.networks.autoencoder import Autoencoder, conv_autoencoder
 from consistency_jax.training import checkpoint, files, parallel
@@ -116,16 +118,7 @@ def write_autoencoder_stats(config: ml_collections.ConfigDict, workdir: str, mod
     """At the end of an autoencoder run: workdir/autoencoder.json with scaling_factor (1 / the std
     of the latents of the training split, all channels together), the per-channel latent std and
     the reconstruction mean squared error on [-1, 1] images; its path."""
-    ae = conv_autoencoder(model, params, info.shape[-1], 1.0)
-    read = example_reader(config.data)
-    images = read(np.arange(info.num_examples))["x"]
-    latents, _ = encode_all(ae.encode, read, info.num_examples, config.sample.batch_size)
-    recon = np.concatenate(
-        [
-            np.asarray(ae.decode(latents[i : i + config.sample.batch_size]))
-            for i in range(0, len(latents), config.sample.batch_size)
-        ]
-    )
+    images, latents, recon = reconstructions(config, model, params, info, info.num_examples, config.sample.batch_size)
     stats = {
         "scaling_factor": float(1.0 / latents.std()),
         "latent_channel_std": [float(s) for s in latents.std(axis=(0, 1, 2))],
@@ -148,11 +141,11 @@ def cache_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
     return config.autoencoder.cache_dir or os.path.join(workdir, "latents")
 
 
-def latent_spec(config: ml_collections.ConfigDict, info: DataInfo) -> dict:
+def latent_spec(config: ml_collections.ConfigDict, info: DataInfo, chunk_size: int = CHUNK_SIZE) -> dict:
     """Everything the cached latents depend on, as JSON."""
     d = config.data
     data = {"name": d.name, "split": d.split, "image_size": d.image_size, "num_examples": info.num_examples}
-    return {"data": data, "autoencoder": autoencoder_identity(config), "chunk_size": CHUNK_SIZE}
+    return {"data": data, "autoencoder": autoencoder_identity(config), "chunk_size": chunk_size}
 
 
 def _chunk_done(directory: str, k: int, n: int, labelled: bool) -> bool:
@@ -165,30 +158,15 @@ def _chunk_done(directory: str, k: int, n: int, labelled: bool) -> bool:
 
 
 def latent_dataset(config: ml_collections.ConfigDict, ae: Autoencoder, info: DataInfo, workdir: str) -> LatentSource:
-    """The training split encoded by `ae` (unscaled, cached in `cache_dir`; chunks missing or
-    encoded with another spec are encoded, chunk k by process k % process_count, with progress
-    logged), read back as a LatentSource scaled by ae.scaling_factor. Every process returns it
-    once every chunk is on disk."""
+    """The training split encoded by `ae` (unscaled, cached in `cache_dir`: `encode_latents`),
+    read back as a LatentSource scaled by ae.scaling_factor. Every process returns it once every
+    chunk is on disk."""
     directory = cache_dir(config, workdir)
-    spec = latent_spec(config, info)
-    labelled = info.num_classes > 0
-    spec_path = os.path.join(directory, SPEC_FILE)
-    fresh = False
-    if os.path.exists(spec_path):
-        with open(spec_path) as f:
-            fresh = json.load(f) == spec
-    bounds = chunk_bounds(info.num_examples, CHUNK_SIZE)
-    todo = [k for k, (lo, hi) in enumerate(bounds) if not (fresh and _chunk_done(directory, k, hi - lo, labelled))]
-    parallel.sync("latents_checked")  # every process has read the spec before it is rewritten
-    if todo and parallel.is_main_process():
-        os.makedirs(directory, exist_ok=True)
-        files.write_atomic(spec_path, lambda f: f.write(json.dumps(spec, indent=2).encode()), "the latent spec")
-    parallel.sync("latents_spec")
-    mine = [k for k in todo if k % jax.process_count() == jax.process_index()]
-    if mine:
-        _encode_chunks(config, ae, directory, [bounds[k] for k in mine], mine)
+    encode_latents(config, ae, info, directory)
     parallel.sync("latents_encoded")
-    source = LatentSource(directory, len(bounds), ae.scaling_factor, labelled)
+    source = LatentSource(
+        directory, len(chunk_bounds(info.num_examples, CHUNK_SIZE)), ae.scaling_factor, info.num_classes > 0
+    )
     logging.info(
         "Latents %s of %r in %s; per-channel std after scaling: %s",
         source.shape,
@@ -197,6 +175,44 @@ def latent_dataset(config: ml_collections.ConfigDict, ae: Autoencoder, info: Dat
         np.array2string(channel_std(source), precision=3),
     )
     return source
+
+
+def encode_latents(
+    config: ml_collections.ConfigDict,
+    ae: Autoencoder,
+    info: DataInfo,
+    directory: str,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> list[int]:
+    """Encode the chunks of the cache in `directory` that are missing, cut short, or encoded with
+    another spec (`latent_spec`: the data, the autoencoder's identity, the chunk size), chunk k by
+    process k % process_count (default: jax's process index and count), with progress logged; the
+    chunks this process encoded. A cache of another spec is emptied of its chunks before the new
+    spec is written, so that none of them is ever read as the new spec's."""
+    index = jax.process_index() if process_index is None else process_index
+    count = jax.process_count() if process_count is None else process_count
+    spec = latent_spec(config, info, chunk_size)
+    spec_path = os.path.join(directory, SPEC_FILE)
+    fresh = False
+    if os.path.exists(spec_path):
+        with open(spec_path) as f:
+            fresh = json.load(f) == spec
+    bounds = chunk_bounds(info.num_examples, chunk_size)
+    labelled = info.num_classes > 0
+    todo = [k for k, (lo, hi) in enumerate(bounds) if not (fresh and _chunk_done(directory, k, hi - lo, labelled))]
+    parallel.sync("latents_checked")  # every process has read the spec before it is rewritten
+    if todo and not fresh and index == 0:
+        os.makedirs(directory, exist_ok=True)
+        for name in glob.glob(os.path.join(directory, "chunk_*.npy")):  # encoded with another spec
+            os.remove(name)
+        files.write_atomic(spec_path, lambda f: f.write(json.dumps(spec, indent=2).encode()), "the latent spec")
+    parallel.sync("latents_spec")
+    mine = [k for k in todo if k % count == index]
+    if mine:
+        _encode_chunks(config, ae, directory, [bounds[k] for k in mine], mine)
+    return mine
 
 
 def _read_from(read, lo: int, index: np.ndarray):

@@ -76,9 +76,20 @@ def load_teacher(config: ml_collections.ConfigDict, info: DataInfo, mesh: Mesh |
     if ours != theirs:
         raise ConfigError(
             f"The teacher in {workdir!r} was trained on {theirs}, this run is on {ours}: a student "
-            "works in its teacher's space. Set config.autoencoder to the teacher's (its config.json)."
+            "works in its teacher's space. Set config.autoencoder to the teacher's (its config.json), "
+            "or point config.objective.teacher_workdir at a teacher trained in this run's space "
+            "(configs/digits_latent_edm.py, configs/digits_latent_edm_cond.py in the digits latents)."
         )
-    for key in ("model.sigma_data", "data.name", "data.image_size", "data.conditional"):
+    if tconfig.data.conditional != config.data.conditional:
+        kind = "a conditional" if config.data.conditional else "an unconditional"
+        raise ConfigError(
+            f"The teacher in {workdir!r} was trained with data.conditional={tconfig.data.conditional}, "
+            f"this run has {config.data.conditional}: it distils {kind} teacher. Point "
+            "config.objective.teacher_workdir at one (a conditional one trained with objective.label_dropout"
+            " > 0: configs/digits_edm_cond.py, configs/digits_latent_edm_cond.py), or set data.conditional "
+            "to the teacher's."
+        )
+    for key in ("model.sigma_data", "data.name", "data.image_size"):
         section, name = key.split(".")
         if tconfig[section][name] != config[section][name]:
             raise ConfigError(

@@ -8,6 +8,7 @@ Sec. 4.3.2: z is multiplied by a scale factor for unit variance before the diffu
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -15,21 +16,33 @@ import jax
 KINDS = ("none", "digits", "sd_vae")  # config.autoencoder.kind: pixel space, a trained digits AE, the SD VAE
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Autoencoder:
-    """A frozen autoencoder, closed over its parameters.
+    """A frozen autoencoder: pure jittable functions of its parameters, and those parameters.
 
-    encode: NHWC images in [-1, 1] -> unscaled latents (the posterior mean for a KL autoencoder)
-        [B, H / downsample, W / downsample, latent_channels].
-    decode: unscaled latents -> NHWC images (in [-1, 1] up to the decoder's error).
+    encode_fn(params, images): NHWC images in [-1, 1] -> unscaled latents (the posterior mean for a
+        KL autoencoder) [B, H / downsample, W / downsample, latent_channels].
+    decode_fn(params, latents): unscaled latents -> NHWC images (in [-1, 1] up to the decoder's error).
+    params: the parameters both take. A jitted caller passes them in as an argument (`encode` and
+        `decode` do, and a latent run's sampler), so that they are an input of the compiled
+        program, not constants baked into it.
     scaling_factor: latents are multiplied by it for the diffusion model (SD VAE: 0.18215).
     """
 
-    encode: Callable[[jax.Array], jax.Array]
-    decode: Callable[[jax.Array], jax.Array]
+    encode_fn: Callable[[Any, jax.Array], jax.Array]
+    decode_fn: Callable[[Any, jax.Array], jax.Array]
+    params: Any
     scaling_factor: float
     latent_channels: int
     downsample: int
+
+    def encode(self, images: jax.Array) -> jax.Array:
+        """encode_fn at this autoencoder's params."""
+        return self.encode_fn(self.params, images)
+
+    def decode(self, latents: jax.Array) -> jax.Array:
+        """decode_fn at this autoencoder's params."""
+        return self.decode_fn(self.params, latents)
 
 
 def scale(latents: jax.Array, ae: Autoencoder) -> jax.Array:
@@ -108,13 +121,10 @@ class ConvAutoencoder(nn.Module):
 
 def conv_autoencoder(model: ConvAutoencoder, params, image_channels: int, scaling_factor: float) -> Autoencoder:
     """The `Autoencoder` of a trained ConvAutoencoder at `params` (jitted encode and decode)."""
-    # the parameters are an argument of the compiled programs, not constants baked into them
-    encode = jax.jit(lambda v, x: model.apply(v, x, method=ConvAutoencoder.encode))
-    decode = jax.jit(lambda v, z: model.apply(v, z, image_channels, method=ConvAutoencoder.decode))
-    variables = {"params": params}
     return Autoencoder(
-        lambda x: encode(variables, x),
-        lambda z: decode(variables, z),
+        jax.jit(lambda p, x: model.apply({"params": p}, x, method=ConvAutoencoder.encode)),
+        jax.jit(lambda p, z: model.apply({"params": p}, z, image_channels, method=ConvAutoencoder.decode)),
+        params,
         float(scaling_factor),
         model.latent_channels,
         model.downsample,

@@ -381,10 +381,10 @@ def sd_vae_decode(params: dict, latents: jax.Array, config: SDVAEConfig) -> jax.
         return AutoencoderKL(config).apply({"params": params}, latents, method="decode")
 
 
-def _checked(fn: Callable, params: dict, config: SDVAEConfig, channels: int, what: str) -> Callable:
+def _checked(fn: Callable, config: SDVAEConfig, channels: int, what: str) -> Callable:
     """`fn(params, x, config=config)`, refusing x that is not NHWC with `channels` channels."""
 
-    def call(x: jax.Array) -> jax.Array:
+    def call(params: dict, x: jax.Array) -> jax.Array:
         if x.ndim != 4 or x.shape[-1] != channels:
             raise ConfigError(f"The SD VAE takes NHWC {what} with {channels} channels; got shape {tuple(x.shape)}.")
         return fn(params, x, config=config)
@@ -407,8 +407,9 @@ def load_sd_vae_autoencoder(path: str | Path | None = None, config: SDVAEConfig 
         config = config_from_json(json_path) if json_path.is_file() else SDVAEConfig()
     params = sd_vae_params(weights, config)
     return Autoencoder(
-        encode=_checked(sd_vae_encode, params, config, config.in_channels, "images"),
-        decode=_checked(sd_vae_decode, params, config, config.latent_channels, "latents"),
+        encode_fn=_checked(sd_vae_encode, config, config.in_channels, "images"),
+        decode_fn=_checked(sd_vae_decode, config, config.latent_channels, "latents"),
+        params=params,
         scaling_factor=config.scaling_factor,
         latent_channels=config.latent_channels,
         downsample=config.downsample,
