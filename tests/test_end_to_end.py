@@ -190,7 +190,7 @@ def test_seed_summary_is_the_mean_and_range_of_each_figure():
     assert cd["seeds"] == [0, 1, 2] and cd["fd"] == pytest.approx(0.75) and cd["fd_range"] == [0.6, 0.9]
     assert cd["vs"] == pytest.approx(1.5) and cd["vs_range"] == [1.2, 1.8]
     line = pipeline.results_table([cd]).splitlines()[2]
-    assert line == "| cd | onestep | 1 | 0,1,2 | 0.7500 | 0.6000-0.9000 | 1.5000 | 1.2000-1.8000 |"
+    assert line == "| cd | onestep | 1 | 0,1,2 | 0.7500 | [0.6000, 0.9000] | 1.5000 | [1.2000, 1.8000] |"
 
 
 def test_seeds_must_be_distinct_and_non_negative(tmp_path):

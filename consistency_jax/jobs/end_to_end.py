@@ -197,8 +197,10 @@ def seed_summary(rows: list[dict]) -> list[dict]:
 def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
-    if isinstance(value, list):  # a range, or the seeds
-        return ("-" if all(isinstance(v, float) for v in value) else ",").join(map(_cell, value))
+    if isinstance(value, list):  # a range [min, max], or the seeds
+        if all(isinstance(v, float) for v in value):
+            return f"[{', '.join(map(_cell, value))}]"
+        return ",".join(map(str, value))
     return str(value)
 
 
