@@ -18,6 +18,7 @@ step) fed once by a synthetic device batch and once by consistency_jax.data.buil
     python benchmarks/train_step.py --preset=toy --objectives=edm,ict --pipeline=False --dispatch=8
 """
 
+import copy
 import dataclasses
 import statistics
 import sys
@@ -61,15 +62,26 @@ class Step:
 def build_step(config: ml_collections.ConfigDict, params: Any, batch: dict, steps_per_call: int = 1) -> Step:
     """Compile make_train_step's step for `config`, its frozen inputs (teacher, distance) arguments.
 
-    `params` (never donated) start the state's copies and serve as the CD teacher's parameters.
-    With `steps_per_call` k > 1 the step makes k steps per call and `batch` holds k stacked batches.
+    `params` (never donated) start the state's copies and serve as the CD teacher's parameters;
+    a guided student's (LCM's w-embedding) teacher is the same network without that embedding, at
+    its own random parameters. With `steps_per_call` k > 1 the step makes k steps per call and
+    `batch` holds k stacked batches.
     """
-    model = build_network(config.network, common.num_classes(config))
-    dim = int(np.prod(batch["x"].shape[1:]))
-    objective = make_objective(config, model, model if needs_teacher(config.objective.name) else None, dim)
+    classes = common.num_classes(config)
+    shape = batch["x"].shape[2 if steps_per_call > 1 else 1 :]  # one example's
+    model = build_network(config.network, classes)
+    teacher_model, teacher_params = model, params
+    if config.network.guidance_embedding:
+        teacher_config = copy.deepcopy(config)
+        teacher_config.network.guidance_embedding = False
+        teacher_model = build_network(teacher_config.network, classes)
+        teacher_params = common.init_network_params(teacher_config, shape, classes)
+    dim = int(np.prod(shape))
+    distils = needs_teacher(config.objective.name)
+    objective = make_objective(config, model, teacher_model if distils else None, dim)
     optimizer = make_optimizer(config.optim)
     state = create_train_state(jax.tree.map(jnp.copy, params), optimizer, objective)
-    frozen = (params if objective.needs_teacher else None, objective.frozen)
+    frozen = (teacher_params if objective.needs_teacher else None, objective.frozen)
 
     def step(state, batch, rng, teacher, objective_frozen):
         inner = dataclasses.replace(objective, frozen=objective_frozen)
