@@ -2,11 +2,11 @@
 MeanFlow), and the input pipeline's cost.
 
     python benchmarks/train_step.py --preset=digits --batch=128
+    python benchmarks/train_step.py --preset=cifar10 --batch=8 --steps=2 --warmup=1 --pipeline=False
     python benchmarks/train_step.py --preset=digits --objectives=edm_cond,lcm,latent_edm,latent_cd,latent_ict
 
-(configs/digits_<name>.py: the conditional teacher and guided CD (LCM), and the steps in the digits
-autoencoder's latents, each beside the EDM step of its own network and input: vs_edm.)
-    python benchmarks/train_step.py --preset=cifar10 --batch=8 --steps=2 --warmup=1 --pipeline=False
+(the last: configs/digits_<name>.py, the conditional teacher and guided CD (LCM), and the steps in
+the digits autoencoder's latents, each beside the EDM step of its own network and input: vs_edm.)
 
 Each step is compiled ahead (`lower().compile()`: compile time, XLA FLOPs and buffer sizes), then
 timed over --steps calls, each waited for, after --warmup calls. The CD (sCD) step runs its teacher's Heun
@@ -301,15 +301,14 @@ def setup(preset: str, objectives: list[str], batch: int, keep_lpips: bool) -> t
     """
     configs = [common.preset_config(preset, o, keep_lpips) for o in objectives]
     infos = [common.dataset_info(c) for c in configs]
+    networks = [(c.network.to_json(), i.shape, common.num_classes(c)) for c, i in zip(configs, infos)]
     inits, batches = {}, {}
-    for c, info in zip(configs, infos):
-        network = (c.network.to_json(), info.shape, common.num_classes(c))
+    for c, info, network in zip(configs, infos, networks):
         if network not in inits:
             inits[network] = common.init_network_params(c, info.shape, network[2])
         if info.shape not in batches:
             batches[info.shape] = common.synthetic_batch(info, batch)
-    params = [inits[(c.network.to_json(), i.shape, common.num_classes(c))] for c, i in zip(configs, infos)]
-    return configs, params, [batches[i.shape] for i in infos]
+    return configs, [inits[n] for n in networks], [batches[i.shape] for i in infos]
 
 
 def run_dispatch(
