@@ -2,9 +2,9 @@ r"""sCD of the digits teacher (sCM Alg. 1): dx_t/dt from the EDM teacher convert
 
 Run: python launch.py --config=configs/digits_scd.py --workdir=runs/digits/scd \
          --config.objective.teacher_workdir=runs/digits/edm
-Batch 64, 4000 steps (CD's budget); not yet measured at 4000. At 1000 steps (lr decay and tangent
-warm-up scaled): one-step Frechet 2.478 (5.49x the teacher's), two-step 1.574, one training run
-on a loaded 2-core CPU (docs/results.md#scm). At 2000 steps: 1.467 (3.25x), two-step 1.083.
+Batch 64, 4000 steps (CD's budget). Over training seeds 0-2 (pipeline.py --seeds=0,1,2): one-step
+Frechet 1.017 [0.947, 1.128] (2.25x the teacher's), two-step 0.902; at 1000 and 2000 steps
+(one run each) 5.49x and 3.25x (docs/results.md#scm).
 """
 
 from configs.digits import base_config

@@ -2,9 +2,9 @@ r"""sCT on the embedded digits (sCM Alg. 1), started from the digits teacher: ba
 
 Run: python launch.py --config=configs/digits_sct.py --workdir=runs/digits/sct \
          --config.objective.teacher_workdir=runs/digits/edm
-4000 steps not yet measured. At 1000 steps (lr decay and tangent warm-up scaled): one-step
-Frechet 3.258 (7.22x the teacher's), two-step 2.826, one training run on a loaded 2-core CPU
-(docs/results.md#scm). At 2000 steps: 2.279 (5.05x), two-step 1.874.
+Over training seeds 0-2 (pipeline.py --seeds=0,1,2): one-step Frechet 2.019 [1.828, 2.204]
+(4.47x the teacher's), two-step 1.771; at 1000 and 2000 steps (one run each) 7.22x and 5.05x
+(docs/results.md#scm).
 """
 
 from configs.digits import base_config

@@ -4,6 +4,9 @@ W2 to the data against the noise floor of a second data sample."""
 
 import json
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -218,3 +221,93 @@ def test_a_worker_stopped_on_a_signal_starts_no_queued_stage(tmp_path, monkeypat
     with pytest.raises(checkpoint.Preempted, match="step 7"):
         pipeline._run_stage(configs["edm"], str(tmp_path / "edm"), "edm", False, True)
     assert started == [str(tmp_path / "ict")]
+
+
+PARENT = '''
+import concurrent.futures, multiprocessing, os, signal, sys, time
+from consistency_jax.jobs import end_to_end
+
+
+def fake_train(config, workdir):
+    """A training stage: on SIGTERM it saves (after a second) and stops."""
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    open(workdir + ".started", "w").close()
+    while not stop:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    open(workdir + ".saved", "w").close()
+
+
+def stage(workdir):
+    end_to_end.train.train = fake_train
+    return end_to_end._run_stage(None, workdir, "fake", True, False)
+
+
+if __name__ == "__main__":
+    spawn = multiprocessing.get_context("spawn")
+    pool = concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=spawn, initializer=end_to_end._init_worker, initargs=("",)
+    )
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(stage, sys.argv[1])
+    time.sleep(600)
+'''
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, not reaped where no init reaps, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc (Linux)")
+def test_a_worker_whose_pipeline_was_killed_saves_its_stage_and_exits(tmp_path):
+    """The pipeline process killed outright (SIGKILL: no handler runs) while its second process
+    trains: the worker must stop its stage as on SIGTERM (the stage saves) and then exit, not
+    keep training, or wait for work forever holding the stage's lock."""
+    script, workdir = tmp_path / "parent.py", str(tmp_path / "stage")
+    script.write_text(PARENT)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": root}
+    parent = subprocess.Popen([sys.executable, str(script), workdir], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        deadline = time.monotonic() + 120
+        while not os.path.exists(workdir + ".started") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert os.path.exists(workdir + ".started"), "the stage never started"
+        assert _alive(worker)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(worker):
+        os.kill(worker, 9)
+        pytest.fail("the worker outlived its pipeline")
+    assert os.path.exists(workdir + ".saved"), "the worker exited without letting its stage save"
+
+
+def test_the_pipeline_stops_its_second_process_when_it_stops(tmp_path, monkeypatch):
+    """A signal or failure in the first process must reach the second (SIGTERM: it saves and
+    stops) instead of the pipeline waiting for the second's whole stage to finish."""
+    configs = pipeline.stage_configs(PRESETS["toy"], str(tmp_path), ("edm", "cd"))
+    terminated = []
+
+    class Worker:
+        def terminate(self):
+            terminated.append(True)
+
+    def train(config, workdir):
+        raise checkpoint.Preempted(step=3)
+
+    monkeypatch.setattr(pipeline.train, "train", train)
+    monkeypatch.setattr(pipeline.multiprocessing, "active_children", lambda: [Worker()])
+    with pytest.raises(checkpoint.Preempted, match="step 3"):
+        pipeline.run_stages(configs, str(tmp_path), concurrent=False, cache_dir="")
+    assert terminated == [True]

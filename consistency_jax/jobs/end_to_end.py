@@ -16,6 +16,9 @@ import copy
 import json
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 
 import ml_collections
@@ -234,12 +237,29 @@ def plot_all(configs: dict, workdir: str, path: str, seed: int = 0) -> None:
 
 
 _worker_stage = ""  # the stage a spawned worker is serving; its log lines carry it
+_worker_busy = False  # whether a stage is running in this worker
 _worker_preempted: checkpoint.Preempted | None = None  # set once a stage in this worker stopped on a signal
+
+
+def _stop_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """Once `parent` (the pipeline) has exited without stopping this worker (killed, or SIGTERM
+    outside a training loop), send this worker SIGTERM, as a scheduler would: a stage in
+    training saves a checkpoint and stops, an idle worker or an evaluation (resumable) ends
+    at once. Then exit once no stage runs: a worker of a dead pool would otherwise wait for
+    work forever, holding its stage's lock."""
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    logging.warning("The pipeline process %d is gone: stopping this worker.", parent)
+    os.kill(os.getpid(), signal.SIGTERM)
+    while _worker_busy:
+        time.sleep(poll_s)
+    os._exit(128 + signal.SIGTERM)
 
 
 def _init_worker(cache_dir: str) -> None:
     """A spawned worker's logging, as absl's app.run sets it up in the first process, each line
-    tagged with the stage it serves; and its compilation cache."""
+    tagged with the stage it serves; its compilation cache; and a watch on the pipeline
+    process (`_stop_with_parent`)."""
 
     def tag(record) -> bool:
         record.msg = f"[{_worker_stage}] {record.msg}"
@@ -250,6 +270,7 @@ def _init_worker(cache_dir: str) -> None:
     checkpoint.hide_orbax_info()
     logging.get_absl_handler().addFilter(tag)
     compile_cache.enable_compilation_cache(cache_dir)
+    threading.Thread(target=_stop_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
 def _run_stage(
@@ -258,10 +279,10 @@ def _run_stage(
     """Train and/or evaluate one stage in a worker (JAX does not survive a fork, hence spawned).
     Once a stage stopped on a signal (checkpoint.Preempted), the stages queued after it are not
     started: each raises the same Preempted (a rerun resumes them all)."""
-    global _worker_stage, _worker_preempted
+    global _worker_stage, _worker_busy, _worker_preempted
     if _worker_preempted is not None:
         raise _worker_preempted
-    _worker_stage = stage
+    _worker_stage, _worker_busy = stage, True
     try:
         if train_it:
             train.train(config, workdir)
@@ -269,6 +290,8 @@ def _run_stage(
     except checkpoint.Preempted as e:
         _worker_preempted = e
         raise
+    finally:
+        _worker_busy = False
 
 
 def evaluate_stage(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -325,6 +348,10 @@ def run_stages(
             result = future.result()  # a failure in the second process is raised here
             if result is not None:
                 evaluations[stage] = result
+    except BaseException:  # a signal, an interrupt or a failure: the second process saves and stops too
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+        raise
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
