@@ -2,7 +2,8 @@ r"""sCD of the toy EDM teacher (sCM Alg. 1): dx_t/dt from the teacher converted 
 
 Run: python launch.py --config=configs/toy_scd.py --workdir=runs/toy/scd \
          --config.objective.teacher_workdir=runs/toy/edm
-3000 steps. Not yet measured.
+3000 steps. Result: sliced W2 to the data 0.0775 in one step, 0.0709 in two (noise floor 0.0240),
+one run; the variants tried: docs/results.md#every-objective-continuous-time-and-meanflow-included.
 """
 
 from configs.recipes import scm_objective

@@ -2,7 +2,8 @@ r"""sCT on the 2-D mixture (sCM Alg. 1): dx_t/dt from the data, started from the
 
 Run: python launch.py --config=configs/toy_sct.py --workdir=runs/toy/sct \
          --config.objective.teacher_workdir=runs/toy/edm
-3000 steps. Not yet measured.
+3000 steps. Result: sliced W2 to the data 0.0488 in one step, 0.0448 in two (noise floor 0.0240),
+one run (docs/results.md#every-objective-continuous-time-and-meanflow-included).
 """
 
 from configs.recipes import scm_objective
