@@ -161,8 +161,10 @@ def _scm_loss(f, tangent_c=0.1):
     x_t = losses.trigflow_noisy(x0, z, t)
     dxt_dt = teacher_velocity(x_t, t)
     g = losses.scm_tangent(*losses.trigflow_jvp(net, x_t, t, dxt_dt, SD), x_t, t, dxt_dt, 1.0, SD)
-    value = losses.scm_loss(net, net, teacher_velocity, x0, z, t, 1.0, tangent_c, False,
-                            jnp.zeros_like(t), jnp.ones_like(t), SD)
+    value, tangent_norm = losses.scm_loss(net, net, teacher_velocity, x0, z, t, 1.0, tangent_c, False,
+                                          jnp.zeros_like(t), jnp.ones_like(t), SD)
+    # the logged ||g|| is the mean per-sample norm of the unnormalised tangent
+    np.testing.assert_allclose(tangent_norm, jnp.mean(jnp.linalg.norm(g, axis=1)), rtol=1e-5, atol=1e-9)
     return float(value), float(jnp.max(jnp.abs(g)))
 
 

@@ -219,9 +219,10 @@ def scm_loss(
     net: NetworkFn, net_target: NetworkFn, velocity: Velocity, x0: jax.Array, z: jax.Array,
     t: jax.Array, warmup: jax.Array, tangent_c: float, tangent_rms: bool, logvar: jax.Array,
     prior_weight: jax.Array, sigma_data: float,
-) -> jax.Array:
+) -> tuple[jax.Array, jax.Array]:
     """E (w(t) / e^{logvar(t)}) ||F_theta - F_theta- - g||^2 / D + logvar(t) (sCM Alg. 1 with the
-    adaptive weighting logvar(t) = w_phi(t); w(t) the prior weight).
+    adaptive weighting logvar(t) = w_phi(t); w(t) the prior weight), and the batch's mean ||g||
+    before normalisation (how far F_theta- is from consistent, beside the constant c).
 
     `net` and `net_target` are F_theta and F_theta- = sg(F_theta) (the same dropout mask) as
     callables (x_t / sigma_d, t) -> F; `velocity(x_t, t)` is dx_t/dt: the data's for sCT
@@ -230,11 +231,11 @@ def scm_loss(
     x_t = trigflow_noisy(x0, z, t)
     dxt_dt = jax.lax.stop_gradient(velocity(x_t, t))
     f_target, cs_dnet = trigflow_jvp(net_target, x_t, t, dxt_dt, sigma_data)
-    g = scm_tangent(f_target, cs_dnet, x_t, t, dxt_dt, warmup, sigma_data)
-    g = jax.lax.stop_gradient(normalize_tangent(g, tangent_c, tangent_rms))
-    target = jax.lax.stop_gradient(f_target + g)
+    g = jax.lax.stop_gradient(scm_tangent(f_target, cs_dnet, x_t, t, dxt_dt, warmup, sigma_data))
+    target = jax.lax.stop_gradient(f_target + normalize_tangent(g, tangent_c, tangent_rms))
     mse = l2_distance(net(x_t / sigma_data, t), target)
-    return jnp.mean(prior_weight * jnp.exp(-logvar) * mse + logvar)
+    tangent_norm = jnp.mean(jnp.sqrt(jnp.sum(_flat(g) ** 2, axis=1)))
+    return jnp.mean(prior_weight * jnp.exp(-logvar) * mse + logvar), tangent_norm
 
 
 # --- MeanFlow: the average velocity u(z_t, r, t), t = 0 data and t = 1 noise ---------------------------

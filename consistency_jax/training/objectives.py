@@ -278,11 +278,12 @@ def scm_objective(
         warmup = jnp.asarray(warmup, jnp.float32)
         logvar = logvar_fn(model, params)(t) if adaptive else jnp.zeros_like(t)
         prior = 1 / edm_sigma(t, sd) if o.prior_weighting else jnp.ones_like(t)
-        value = losses.scm_loss(
+        value, tangent_norm = losses.scm_loss(
             bind(params), bind(jax.lax.stop_gradient(params)), velocity, x, z, t, warmup,
             o.tangent_c, o.tangent_rms, logvar, prior, sd,
         )
-        return value, {"loss": value, "target_ema": jnp.zeros(()), "tangent_warmup": warmup}
+        metrics = {"loss": value, "target_ema": jnp.zeros(()), "tangent_warmup": warmup, "tangent_norm": tangent_norm}
+        return value, metrics
 
     return Objective(loss=loss, target_ema=None, needs_teacher=distils)
 
