@@ -1,8 +1,8 @@
 """MeanFlow on the embedded digits from data alone: batch 256, 5000 steps (iCT's budget).
 
 Run: python launch.py --config=configs/digits_meanflow.py --workdir=runs/digits/meanflow
-5000 steps, seed 0 (one run): one-step Frechet 7.087 (15.7x the teacher's), two-step 1.268 (2.81x);
-docs/results.md#over-training-seeds.
+5000 steps, over training seeds 0-2: one-step Frechet 6.866 [6.386, 7.124] (15.2x the teacher's),
+two-step 1.313 [1.220, 1.450] (2.91x); docs/results.md#over-training-seeds.
 """
 
 from configs.digits import base_config
