@@ -209,10 +209,14 @@ def scm_tangent(
     return -(cos**2) * (sigma_data * f_net - dxt_dt) - warmup * (cos * sin * x_t + cs_dnet)
 
 
+def tangent_norm(g: jax.Array, rms: bool = False) -> jax.Array:
+    """||g|| per sample; with `rms` ||g|| / sqrt(D) (FastGen)."""
+    return jnp.sqrt(jnp.mean(_flat(g) ** 2, axis=1) if rms else jnp.sum(_flat(g) ** 2, axis=1))
+
+
 def normalize_tangent(g: jax.Array, c: float, rms: bool = False) -> jax.Array:
-    """g / (||g|| + c) per sample (sCM Alg. 1); with `rms` the norm is ||g|| / sqrt(D) (FastGen)."""
-    norm = jnp.sqrt(jnp.mean(_flat(g) ** 2, axis=1) if rms else jnp.sum(_flat(g) ** 2, axis=1))
-    return g / per_sample(norm + c, g)
+    """g / (||g|| + c) per sample (sCM Alg. 1), the norm `tangent_norm`'s."""
+    return g / per_sample(tangent_norm(g, rms) + c, g)
 
 
 def scm_loss(
@@ -234,8 +238,7 @@ def scm_loss(
     g = jax.lax.stop_gradient(scm_tangent(f_target, cs_dnet, x_t, t, dxt_dt, warmup, sigma_data))
     target = jax.lax.stop_gradient(f_target + normalize_tangent(g, tangent_c, tangent_rms))
     mse = l2_distance(net(x_t / sigma_data, t), target)
-    tangent_norm = jnp.mean(jnp.sqrt(jnp.sum(_flat(g) ** 2, axis=1)))
-    return jnp.mean(prior_weight * jnp.exp(-logvar) * mse + logvar), tangent_norm
+    return jnp.mean(prior_weight * jnp.exp(-logvar) * mse + logvar), jnp.mean(tangent_norm(g))
 
 
 # --- MeanFlow: the average velocity u(z_t, r, t), t = 0 data and t = 1 noise ---------------------------
