@@ -160,6 +160,9 @@ def test_seeds_train_the_teacher_once_each_student_per_seed_and_summarise(tmp_pa
         assert row["sw_data"] == pytest.approx(np.mean(values)) and row["sw_data_range"] == [min(values), max(values)]
     cd = next(r for r in summary if r["sampler"] == "onestep")
     assert cd["sw_data_range"][0] < cd["sw_data_range"][1]  # the seed reached training and sampling
+    # seed 1 samples from other x_T than the teacher's: a paired distance only for seed 0
+    assert "rmse_teacher_paired" not in by_seed[("cd", "onestep", 1)]
+    assert cd["rmse_teacher_paired"] == by_seed[("cd", "onestep", 0)]["rmse_teacher_paired"]
     with open(tmp_path / "results.md") as f:
         assert f.read().startswith("Mean and range over training seeds [0, 1]:")
 
