@@ -150,10 +150,10 @@ def vector_results(configs: dict, workdir: str, seed: int = 0) -> list[dict]:
                    "sw_data": sliced_wasserstein(x, data)}
             if stage != first:
                 row["sw_teacher"] = sliced_wasserstein(x, teacher)
-            if stage != first and config.seed == teacher_cfg.seed:
-                # same sampling seed, same x_T: the distance to the teacher's ODE solution from that
-                # x_T (another training seed draws other x_T, so it has no such distance)
-                row["rmse_teacher_paired"] = float(np.sqrt(np.mean(np.sum((x - teacher) ** 2, axis=1))))
+                if config.seed == teacher_cfg.seed:
+                    # same sampling seed, same x_T: the distance to the teacher's ODE solution from
+                    # that x_T (another training seed draws other x_T, so it has no such distance)
+                    row["rmse_teacher_paired"] = float(np.sqrt(np.mean(np.sum((x - teacher) ** 2, axis=1))))
             rows.append(row)
     return rows
 
