@@ -4,7 +4,9 @@ Run: python launch.py --config=configs/digits_scd.py --workdir=runs/digits/scd \
          --config.objective.teacher_workdir=runs/digits/edm
 Batch 64, 4000 steps (CD's budget). Over training seeds 0-2 (pipeline.py --seeds=0,1,2): one-step
 Frechet 1.017 [0.947, 1.128] (2.25x the teacher's), two-step 0.902; at 1000 and 2000 steps
-(one run each) 5.49x and 3.25x (docs/results.md#scm).
+(one run each) 5.49x and 3.25x (docs/results.md#scm). CD's recipe on a grid of N = 40 or 100
+scores as this does; CD's edge here is its coarse N = 13 grid
+(docs/results.md#why-scd-trails-cd-here-cds-coarse-grid).
 """
 
 from configs.digits import base_config
