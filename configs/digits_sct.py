@@ -6,8 +6,9 @@ Run: python launch.py --config=configs/digits_sct.py --workdir=runs/digits/sct \
 Over training seeds 0-2: one-step Frechet 1.399 [1.265, 1.469] (3.10x the teacher's), two-step
 1.101; at dropout 0.2 (the paper's CIFAR-10 value) 3.40x [3.16, 3.76], without dropout 4.47x
 [4.05, 4.89], and 4.26x (one run) without it at iCT's budget: docs/results.md#scm. At iCT's
-budget (batch 256, 5000 steps) with dropout 0.4 it ties iCT: 2.88x [2.61, 3.14] over seeds 0-2
-(docs/results.md#sct-dropout-04-and-at-icts-budget, with the overrides).
+budget (batch 256, 5000 steps) with dropout 0.5 it is ahead of iCT on average: 2.84x [2.74, 2.93]
+over seeds 0-2 against 2.88x [2.64, 3.20] (docs/results.md#sct-more-dropout-and-at-icts-budget,
+with the overrides).
 """
 
 from configs.digits import base_config
