@@ -7,7 +7,8 @@ Frechet 1.017 [0.947, 1.128] (2.25x the teacher's), two-step 0.902; at 1000 and 
 (one run each) 5.49x and 3.25x (docs/results.md#scm). CD's recipe on a grid of N = 40 or 100
 scores as this does; CD's edge here is its coarse N = 13 grid
 (docs/results.md#why-scd-trails-cd-here-cds-coarse-grid). iCT's budget (5000 steps at batch 256)
-did not lower the one step (docs/results.md#scd-at-icts-budget).
+did not lower the one step (docs/results.md#scd-at-icts-budget), nor did dropout 0.1-0.5
+(docs/results.md#scd-with-dropout).
 """
 
 from configs.digits import base_config
