@@ -8,7 +8,9 @@ Frechet 1.017 [0.947, 1.128] (2.25x the teacher's), two-step 0.902; at 1000 and 
 scores as this does; CD's edge here is its coarse N = 13 grid
 (docs/results.md#why-scd-trails-cd-here-cds-coarse-grid). iCT's budget (5000 steps at batch 256)
 did not lower the one step (docs/results.md#scd-at-icts-budget), nor did dropout 0.1-0.5
-(docs/results.md#scd-with-dropout).
+(docs/results.md#scd-with-dropout). Evaluated from sigma 20 instead of 80
+(--config.model.sigma_max=20 --mode=eval) the one step is lower
+(docs/results.md#scd-tangent-constant-adaptive-weighting-a-wider-network-the-start-of-the-one-step).
 """
 
 from configs.digits import base_config
