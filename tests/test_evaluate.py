@@ -157,16 +157,27 @@ def test_killed_eval_resumes_at_the_first_missing_shard_with_identical_figures(
     assert not calls  # every shard present: nothing drawn
 
 
-def test_shards_of_another_config_are_drawn_anew(run, evaluated, tmp_path, monkeypatch):
+def test_an_eval_under_other_settings_redraws_and_keeps_the_runs_figures(run, evaluated, tmp_path, monkeypatch):
     workdir = _copy(evaluated[0], tmp_path / "run")
     config = tiny_config()
     config.seed = 1
     calls = _count_draws(monkeypatch)
     results = evaluate.evaluate(config, workdir)
     assert len(calls) == len(SAMPLERS) * 8
-    assert results["samplers"]["onestep"]["fd_digits"] != evaluated[1]["samplers"]["onestep"]["fd_digits"]
-    [record] = _eval_records(workdir)  # the step's record replaced, in the file and in TensorBoard
-    assert record["onestep/fd_digits"] == results["samplers"]["onestep"]["fd_digits"]
+    own, new = evaluated[1]["samplers"]["onestep"]["fd_digits"], results["samplers"]["onestep"]["fd_digits"]
+    assert new != own
+    # the run's own record kept, the other seed's beside it naming the override; TensorBoard
+    # holds the run's own figure alone
+    records = _eval_records(workdir)
+    assert [(r["step"], r.get("overrides"), r["onestep/fd_digits"]) for r in records] == [
+        (STEPS, None, own), (STEPS, {"seed": 1}, new)
+    ]
+    with open(os.path.join(workdir, "eval", "results.json")) as f:
+        assert json.load(f)["overrides"] == {"seed": 1}
+    scalars, _ = run_utils.tensorboard_events(workdir)
+    assert scalars["eval/onestep/fd_digits"] == {STEPS: pytest.approx(own)}
+    results = evaluate.evaluate(config, workdir)  # the same override again: its record replaced
+    assert [r.get("overrides") for r in _eval_records(workdir)] == [None, {"seed": 1}]
 
 
 def test_reference_statistics_of_the_training_split(tmp_path, monkeypatch):
@@ -256,3 +267,18 @@ def test_eval_at_a_named_step_writes_beside_the_latest_eval(evaluated, tmp_path,
         evaluate.steps_to_evaluate(workdir, f"1,{STEPS}")
     with pytest.raises(ConfigError, match="latest, all or checkpoint steps"):
         evaluate.steps_to_evaluate(workdir, "last")
+
+
+def test_eval_overrides_name_the_keys_that_change_the_figures(tmp_path):
+    config = tiny_config()
+    (tmp_path / "config.json").write_text(config.to_json())
+    assert evaluate.eval_overrides(config, str(tmp_path)) == {}
+    config.model.sigma_max = 20.0
+    config.sample.trigflow_steps = (1.0, 0.5)
+    config.eval.feature_batch_size = 7  # sets the feature network's batches, not the figures
+    config.sample.batch_size = 5  # replaced by eval.batch_size in an eval
+    config.train.num_steps = 9  # training keys do not change an eval
+    assert evaluate.eval_overrides(config, str(tmp_path)) == {
+        "model.sigma_max": 20.0, "sample.trigflow_steps": [1.0, 0.5]
+    }
+    assert evaluate.eval_overrides(config, str(tmp_path / "converted")) == {}  # no config.json

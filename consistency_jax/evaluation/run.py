@@ -14,7 +14,12 @@ Files, under the run's workdir:
     eval/results.json                the figures of the latest eval
     eval/results.jsonl               {"step", "feature_net", "<sampler>/<figure>": value, ...}: one
                                      line per evaluated step, replaced when that step is evaluated
-                                     again (also the TensorBoard scalars eval/<sampler>/<figure>)
+                                     again with the run's settings (also the TensorBoard scalars
+                                     eval/<sampler>/<figure>). An eval whose seed, model, sample or
+                                     eval keys differ from the run's config.json (a sampler's start
+                                     or steps, say) has its own line, with "overrides": {key: value}
+                                     naming them, so it never replaces the run's own figures; such
+                                     an eval writes no TensorBoard scalars
     eval/step_<step>/...             the same shards and results.json for a checkpoint named by
                                      step (launch.py --eval_steps), so evaluating an older
                                      checkpoint never overwrites the latest one's files
@@ -52,6 +57,8 @@ from absl import logging
 from matplotlib.figure import Figure
 
 from consistency_jax.config import checks
+from consistency_jax.config.overrides import flat_keys
+from consistency_jax.config.schema import load_config
 from consistency_jax.data import DataInfo, build_dataset, data_info, num_labels
 from consistency_jax.data.latents import latent_info
 from consistency_jax.errors import ConfigError
@@ -91,6 +98,8 @@ NET_CHANNELS = {"inception": 3, "digits": 1}  # the image channels each network 
 # each network's names for its Frechet distance, Inception-type score and kernel distance
 FIGURE_NAMES = {"inception": ("fid", "is", "kid"), "digits": ("fd_digits", "is_digits", "kd_digits")}
 EVALS_FILE = os.path.join("eval", "results.jsonl")
+OVERRIDE_SECTIONS = ("seed", "model", "sample", "eval")  # the config an eval's figures depend on
+FIGURE_NEUTRAL = ("sample.num_samples", "sample.batch_size", "eval.feature_batch_size")  # (eval.*'s)
 DIGITS_SIDES = (8, 16)  # 1-channel images of these sizes are evaluated as digits under 'auto'
 EVAL_KEY_FOLD = 3  # the eval key is fold_in(key(seed), 3): 0 init, 1 train, 2 samples
 PROGRESS_EVERY_S = 10.0
@@ -471,9 +480,23 @@ def eval_dir(workdir: str, step: int | None) -> str:
     return os.path.join(workdir, "eval", "" if step is None else f"step_{step:07d}")
 
 
+def eval_overrides(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """The seed, model, sample and eval keys of `config` that differ from the run's config.json
+    and can change the figures, as {dotted key: value}; {} for a run without one."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return {}
+    saved, now = flat_keys(load_config(path)), flat_keys(config)
+    return json.loads(json.dumps({
+        key: value for key, value in sorted(now.items())
+        if key.split(".")[0] in OVERRIDE_SECTIONS and key not in FIGURE_NEUTRAL and saved.get(key) != value
+    }))
+
+
 def results_record(results: dict) -> dict:
-    """An eval's figures as one flat record: step, feature_net, <sampler>/<figure>."""
-    return {"step": results["step"], "feature_net": results["feature_net"]} | {
+    """An eval's figures as one flat record: step, feature_net, (overrides,) <sampler>/<figure>."""
+    overrides = {"overrides": results["overrides"]} if results.get("overrides") else {}
+    return {"step": results["step"], "feature_net": results["feature_net"]} | overrides | {
         f"{sampler}/{key}": value
         for sampler, values in results["samplers"].items()
         for key, value in values.items()
@@ -482,19 +505,21 @@ def results_record(results: dict) -> dict:
 
 
 def write_results(workdir: str, directory: str, results: dict) -> bool:
-    """directory/results.json; workdir/EVALS_FILE with this step's record added (or replaced),
-    sorted by step. Whether that record is new (not there with the same figures)."""
+    """directory/results.json; workdir/EVALS_FILE with this eval's record added, or replacing the
+    record of the same step and overrides, sorted by step (the run's own settings first). Whether
+    that record is new (not there with the same figures)."""
     _write_json(os.path.join(directory, "results.json"), results)
     record = results_record(results)
+    which = lambda r: (r["step"], "overrides" in r, json.dumps(r.get("overrides"), sort_keys=True))
     path = os.path.join(workdir, EVALS_FILE)
     records = {}
     if os.path.exists(path):
         with open(path) as f:
-            records = {r["step"]: r for r in map(json.loads, f.read().splitlines())}
-    if records.get(record["step"]) == record:
+            records = {which(r): r for r in map(json.loads, f.read().splitlines())}
+    if records.get(which(record)) == record:
         return False
-    records[record["step"]] = record
-    text = "".join(json.dumps(records[s]) + "\n" for s in sorted(records))
+    records[which(record)] = record
+    text = "".join(json.dumps(records[k]) + "\n" for k in sorted(records))
     _write_atomic(path, lambda f: f.write(text.encode()))
     return True
 
@@ -546,7 +571,8 @@ def evaluate(
     mesh = parallel.make_mesh(config.parallel)
     results = {
         "step": step, "feature_net": net, "num_samples": config.eval.num_samples,
-        "reference": reference_path(config, net, workdir), "samplers": {},
+        "reference": reference_path(config, net, workdir),
+        "overrides": eval_overrides(config, workdir), "samplers": {},
     }
     grids = {}
     for name in sampler_names(config):
@@ -566,7 +592,7 @@ def evaluate(
             samples, features_fn, reference, config.eval.feature_batch_size, net, labels
         )
         logging.info("eval %s at step %d: %s", name, step, results["samplers"][name])
-    if _is_writer() and write_results(workdir, directory, results):
+    if _is_writer() and write_results(workdir, directory, results) and not results["overrides"]:
         board_results(workdir, results, grids)
     if _is_writer() and is_guided(config) and num_classes and net == "digits":
         path = os.path.join(directory, "tradeoff.png")
