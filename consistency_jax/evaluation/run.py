@@ -574,6 +574,11 @@ def evaluate(
         "reference": reference_path(config, net, workdir),
         "overrides": eval_overrides(config, workdir), "samplers": {},
     }
+    if results["overrides"]:
+        logging.info(
+            "eval under settings other than the run's config.json, %s: recorded in %s beside the "
+            "run's own figures.", results["overrides"], EVALS_FILE,
+        )
     grids = {}
     for name in sampler_names(config):
         if name == RECONSTRUCTION:
