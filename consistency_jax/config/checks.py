@@ -436,14 +436,18 @@ def _with_teacher_start(flat: dict) -> dict:
     return flat | {key: False} if key in flat and not flat.get("objective.teacher_workdir") else flat
 
 
+def differing_leaves(old: dict, new: dict, sections: tuple[str, ...]) -> list[str]:
+    """The flat keys of `new` under `sections` (a key or its prefix) whose value differs from `old`'s."""
+    under = lambda key: any(key == r or key.startswith(r + ".") for r in sections)
+    return [k for k in new if under(k) and _normalise(old.get(k)) != _normalise(new[k])]
+
+
 def changed_keys(config: ml_collections.ConfigDict, saved: ml_collections.ConfigDict) -> list[str]:
     """'key (old there, new now)' for each leaf under RESUME_KEYS where `config` differs from `saved`."""
     old, new = _with_teacher_start(flat_keys(saved)), _with_teacher_start(flat_keys(config))
-    under = lambda key: any(key == r or key.startswith(r + ".") for r in RESUME_KEYS)
-    keys = [k for k in new if under(k) and k.rsplit(".", 1)[-1] not in EXECUTION_KEYS]
     return [
         f"config.{k} ({old.get(k)!r} there, {new[k]!r} now)"
-        for k in keys if _normalise(old.get(k)) != _normalise(new[k])
+        for k in differing_leaves(old, new, RESUME_KEYS) if k.rsplit(".", 1)[-1] not in EXECUTION_KEYS
     ]
 
 

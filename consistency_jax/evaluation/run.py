@@ -487,10 +487,8 @@ def eval_overrides(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if not os.path.exists(path):
         return {}
     saved, now = flat_keys(load_config(path)), flat_keys(config)
-    return json.loads(json.dumps({
-        key: value for key, value in sorted(now.items())
-        if key.split(".")[0] in OVERRIDE_SECTIONS and key not in FIGURE_NEUTRAL and saved.get(key) != value
-    }))
+    keys = checks.differing_leaves(saved, now, OVERRIDE_SECTIONS)
+    return json.loads(json.dumps({key: now[key] for key in sorted(keys) if key not in FIGURE_NEUTRAL}))
 
 
 def results_record(results: dict) -> dict:
