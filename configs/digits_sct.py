@@ -8,9 +8,9 @@ seeds 0-2 one-step Frechet 1.209 [1.116, 1.255] (2.68x the teacher's), two-step 
 1.399 [1.265, 1.469] (3.10x) and 1.101 from 80, lower for every seed
 (docs/results.md#sct-from-sigma-20). From 80: at dropout 0.2 (the paper's CIFAR-10 value) 3.40x
 [3.16, 3.76], without dropout 4.47x [4.05, 4.89], and 4.26x (one run) without it at iCT's budget:
-docs/results.md#scm. At iCT's budget (batch 256, 5000 steps) with dropout 0.5, from 80: 2.84x
-[2.74, 2.93] over seeds 0-2 against iCT's 2.88x [2.64, 3.20]
-(docs/results.md#sct-more-dropout-and-at-icts-budget, with the overrides).
+docs/results.md#scm. At iCT's budget (batch 256, 5000 steps) with dropout 0.5, from 20: 2.30x
+[2.12, 2.43] over seeds 0-2 (from 80 2.84x [2.74, 2.93]) against iCT's 2.88x [2.64, 3.20]
+(docs/results.md#sct-from-sigma-20, with the overrides).
 """
 
 from configs.digits import base_config
