@@ -68,6 +68,18 @@ def test_digits_teacher_loss_falls_and_samples_land(tmp_path):
     assert again.shape == samples.shape and np.mean(again != samples) > 0.5
     assert run_utils.tensorboard_events(str(workdir))[1]["samples/teacher_heun11_seed7"] == [120]
 
+    # samples under another sampler setting: a file tagged with it, the run's own kept
+    result = subprocess.run(
+        [sys.executable, "launch.py", "--config=configs/digits_edm.py", f"--workdir={workdir}",
+         f"--compilation_cache={tmp_path / 'xla'}", "--mode=sample", *TINY, "--config.model.sigma_max=40"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    tagged = workdir / "samples" / "teacher_heun11_model.sigma_max40.0.npz"
+    assert result.stdout.strip().splitlines()[-1] == f"wrote: {tagged}"
+    assert (workdir / "samples" / "teacher_heun11.npz").read_bytes() == before
+    assert np.mean(np.load(tagged)["samples"] != samples) > 0.5
+
     # zero-shot inpainting with the teacher's ODE (CM Alg. 4, the paper's diffusion baseline)
     result = subprocess.run(
         [sys.executable, "launch.py", "--config=configs/digits_edm.py", f"--workdir={workdir}", "--mode=edit",

@@ -282,3 +282,25 @@ def test_eval_overrides_name_the_keys_that_change_the_figures(tmp_path):
         "model.sigma_max": 20.0, "sample.trigflow_steps": [1.0, 0.5]
     }
     assert evaluate.eval_overrides(config, str(tmp_path / "converted")) == {}  # no config.json
+
+
+def test_samples_under_overrides_go_to_a_file_of_their_own(tmp_path):
+    config = tiny_config()
+    (tmp_path / "config.json").write_text(config.to_json())
+    under = lambda: evaluate.run_overrides(config, str(tmp_path), generate.SAMPLE_SECTIONS)
+    assert under() == {} and generate.overrides_tag(under()) == ""  # the run's own files
+    config.model.sigma_max = 20.0
+    config.sample.trigflow_steps = (1.0, -0.5)
+    config.sample.batch_size = 5  # every sample key counts: it sets the batches' keys
+    config.eval.num_samples = 9  # eval and training keys do not change the samples
+    config.train.num_steps = 9
+    assert under() == {"model.sigma_max": 20.0, "sample.batch_size": 5, "sample.trigflow_steps": [1.0, -0.5]}
+    assert generate.overrides_tag(under() | {"seed": 7}) == (
+        "_model.sigma_max20.0_sample.batch_size5_sample.trigflow_steps1.0--0.5_seed7"
+    )
+    assert generate.overrides_tag({"sample.trigflow_steps": [1.0, 0.5]}) != generate.overrides_tag(
+        {"sample.trigflow_steps": [1.0, -0.5]}
+    )
+    many = {f"sample.k{i}": i for i in range(20)}  # too long to spell: a hash, distinct per value
+    assert generate.overrides_tag(many).startswith("_overrides") and len(generate.overrides_tag(many)) <= 30
+    assert generate.overrides_tag(many) != generate.overrides_tag(many | {"sample.k0": -1})

@@ -480,15 +480,23 @@ def eval_dir(workdir: str, step: int | None) -> str:
     return os.path.join(workdir, "eval", "" if step is None else f"step_{step:07d}")
 
 
-def eval_overrides(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """The seed, model, sample and eval keys of `config` that differ from the run's config.json
-    and can change the figures, as {dotted key: value}; {} for a run without one."""
+def run_overrides(
+    config: ml_collections.ConfigDict, workdir: str, sections: tuple[str, ...], neutral: tuple[str, ...] = ()
+) -> dict:
+    """The keys of `config` under `sections`, less `neutral`, that differ from the run's
+    config.json, as {dotted key: value} (JSON values); {} for a run without one."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return {}
     saved, now = flat_keys(load_config(path)), flat_keys(config)
-    keys = checks.differing_leaves(saved, now, OVERRIDE_SECTIONS)
-    return json.loads(json.dumps({key: now[key] for key in sorted(keys) if key not in FIGURE_NEUTRAL}))
+    keys = checks.differing_leaves(saved, now, sections)
+    return json.loads(json.dumps({key: now[key] for key in sorted(keys) if key not in neutral}))
+
+
+def eval_overrides(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """The seed, model, sample and eval keys of `config` that differ from the run's config.json
+    and can change the figures."""
+    return run_overrides(config, workdir, OVERRIDE_SECTIONS, FIGURE_NEUTRAL)
 
 
 def results_record(results: dict) -> dict:

@@ -1,6 +1,9 @@
 """Samples from a run: the configured samplers, batched and jitted, written as .npz and .png."""
 
+import hashlib
+import json
 import os
+import re
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -26,6 +29,19 @@ from consistency_jax.training import files, parallel
 from consistency_jax.training.objectives import teacher_denoiser
 
 RECONSTRUCTION = "reconstruction"  # an autoencoder run's samples: decoded encodings of the data
+SAMPLE_SECTIONS = ("seed", "model", "sample")  # the config a run's samples/ files depend on
+MAX_TAG = 80  # a longer overrides tag is replaced by a hash of the overrides
+
+
+def overrides_tag(overrides: dict) -> str:
+    """The file-name tag of samples drawn under `overrides` ({dotted key: JSON value}): one
+    _<key><value> per key, sorted (`{"model.sigma_max": 20.0, "seed": 7}` -> _model.sigma_max20.0_seed7,
+    a list's items joined by -); over MAX_TAG characters, _overrides<hash of the overrides>."""
+    value = lambda v: "-".join(map(value, v)) if isinstance(v, list) else json.dumps(v).strip('"')
+    tag = "".join(f"_{key}{re.sub(r'[^A-Za-z0-9._+-]', '_', value(v))}" for key, v in sorted(overrides.items()))
+    if len(tag) <= MAX_TAG:
+        return tag
+    return "_overrides" + hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def is_guided(config: ml_collections.ConfigDict) -> bool:

@@ -26,7 +26,7 @@ from consistency_jax.data import data_info, num_labels
 from consistency_jax.data.latents import latent_info
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation import run as evaluate
-from consistency_jax.evaluation.samples import sampler_names, write_samples
+from consistency_jax.evaluation.samples import SAMPLE_SECTIONS, overrides_tag, sampler_names, write_samples
 from consistency_jax.jobs import edit, latents, train
 from consistency_jax.jobs.user_errors import USER_ERRORS
 from consistency_jax.networks import build_network
@@ -60,7 +60,8 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "sample_seed", None,
     "--mode=sample: draw with this seed into samples/<sampler>_seed<seed>.npz, beside the files "
-    "already there (unset: config.seed, into samples/<sampler>.npz, as training writes them).",
+    "already there (unset: config.seed, into samples/<sampler>.npz as training writes them, or, "
+    "under other seed, model or sample keys than the run's, into files tagged with those keys).",
 )
 flags.DEFINE_bool(
     "allow_config_change", False,
@@ -153,7 +154,9 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def sample(config, workdir: str, seed: int | None = None) -> list[str]:
     """Write every configured sampler's samples from the run's latest checkpoint (drawn with
-    `seed`, tagged _seed<seed>, where given), their grids also to TensorBoard; their paths."""
+    `seed` where given), their grids also to TensorBoard; their paths. Samples drawn with a seed,
+    model or sample key other than the run's config.json's go to files tagged with them
+    (`overrides_tag`: samples/<sampler>_seed7.npz), never over the run's own."""
     checks.validate(config)
     info = data_info(config.data)
     checks.check_labels_fit(config, num_labels(config.data, info))
@@ -165,10 +168,14 @@ def sample(config, workdir: str, seed: int | None = None) -> list[str]:
         state = checkpoint.restore(manager, abstract_state(config, model, info))
     finally:
         manager.close()
-    tag = ""
     if seed is not None:
-        config, tag = config.copy_and_resolve_references(), f"_seed{seed}"
+        config = config.copy_and_resolve_references()
         config.seed = seed
+    drawn_under = evaluate.run_overrides(config, workdir, SAMPLE_SECTIONS)
+    drawn_under |= {"seed": seed} if seed is not None else {}
+    if drawn_under:
+        logging.info("sampling under settings other than the run's config.json, %s: beside its samples", drawn_under)
+    tag = overrides_tag(drawn_under)
     paths = write_samples(config, workdir, model, state.ema_params, info, tag=tag, autoencoder=ae)
     board = tensorboard(workdir)
     train.log_samples(board, {name + tag: path for name, path in paths.items()}, int(state.step))
