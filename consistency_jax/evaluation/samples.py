@@ -122,6 +122,20 @@ def multistep_times(config: ml_collections.ConfigDict) -> tuple[float, ...]:
 Sampler = Callable[[object, jax.Array, jax.Array | None], jax.Array]  # (params, key, labels)
 
 
+def consistency_function(
+    config: ml_collections.ConfigDict, model: nn.Module, params, labels: jax.Array | None = None, w: float = 1.0
+) -> sampling.ConsistencyFn:
+    """A consistency run's f(x, time) -> x_0: CM's f(x_sigma, sigma), or sCM's f(x_t, t) on
+    TrigFlow time (sCT, sCD); an LCM student's at guidance scale w (network.guidance_embedding)."""
+    m = config.model
+    if is_trigflow(config):
+        net = trigflow_network(network_fn(model, params, labels), m.scm_network, m.sigma_data)
+        return denoiser(net, Parametrization("trigflow", m.sigma_data, 0.0))
+    guided = config.network.guidance_embedding
+    net = network_fn(model, params, labels, guidance=w if guided else None)
+    return denoiser(net, Parametrization("consistency", m.sigma_data, m.sigma_min))
+
+
 def make_sampler(
     config: ml_collections.ConfigDict, model: nn.Module, name: str, shape: tuple[int, ...],
     autoencoder: Autoencoder | None = None,
@@ -151,12 +165,9 @@ def make_sampler(
     elif is_trigflow(config):
         times = multistep_times(config)
         times = times[:1] if name == "onestep" else times
-        trig = Parametrization("trigflow", m.sigma_data, 0.0)
-        f = lambda params, labels: denoiser(
-            trigflow_network(network_fn(model, params, labels), m.scm_network, m.sigma_data), trig
-        )
         fn = lambda params, key, labels: sampling.trigflow_sample(
-            f(params, labels), key, batch_shape, times, m.sigma_data, m.sigma_max, clip
+            consistency_function(config, model, params, labels), key, batch_shape, times, m.sigma_data,
+            m.sigma_max, clip,
         )
     else:
         if config.objective.name == "lcm":
@@ -165,11 +176,8 @@ def make_sampler(
         else:
             times = multistep_times(config)
             times = times[:1] if name == "onestep" else times
-        cm = Parametrization("consistency", m.sigma_data, m.sigma_min)
-        guided = config.network.guidance_embedding
         fn = lambda params, key, labels: sampling.multistep_sample(
-            denoiser(network_fn(model, params, labels, guidance=w if guided else None), cm), key,
-            batch_shape, times, m.sigma_min, clip,
+            consistency_function(config, model, params, labels, w), key, batch_shape, times, m.sigma_min, clip,
         )
     if autoencoder is not None:
         return jax.jit(decoded(fn, autoencoder))
