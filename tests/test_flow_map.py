@@ -15,6 +15,8 @@ import run_utils
 from consistency_jax.core import sampling
 from consistency_jax.errors import ConfigError
 from consistency_jax.evaluation import flow_map
+from consistency_jax.jobs import flow_map as jobs_flow_map
+from consistency_jax.jobs.teacher import TeacherNotFoundError
 from consistency_jax.networks import build_network
 from consistency_jax.training.objectives import teacher_denoiser
 from consistency_jax.training.state import init_params
@@ -69,13 +71,18 @@ def test_an_scm_runs_f_in_sigma_units_is_the_edm_denoiser_it_started_from():
 
 
 def test_a_run_without_a_teacher_or_not_a_student_is_named_before_any_checkpoint(tmp_path):
-    for name, teacher in (("toy_edm", ""), ("toy_cd", ""), ("toy_cd", str(tmp_path / "none"))):
+    cases = (
+        ("toy_edm", "", ConfigError, "holds a 'edm' run"),
+        ("toy_cd", "", ConfigError, "names no teacher"),
+        ("toy_cd", str(tmp_path / "none"), TeacherNotFoundError, "No teacher run in"),
+    )
+    for name, teacher, error, message in cases:
         config = run_utils.config(name, {"objective.teacher_workdir": teacher})
         (tmp_path / "config.json").write_text(config.to_json())
-        with pytest.raises(ConfigError, match="holds a 'edm' run|names no teacher|No run in"):
-            flow_map.run_flow_map(str(tmp_path), [1.0], 10)
+        with pytest.raises(error, match=message):
+            jobs_flow_map.run_flow_map(str(tmp_path), [1.0], 10)
     result = subprocess.run(
-        [sys.executable, "-m", "consistency_jax.evaluation.flow_map", f"--workdir={tmp_path / 'absent'}"],
+        [sys.executable, "-m", "consistency_jax.jobs.flow_map", f"--workdir={tmp_path / 'absent'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"),
     )
     assert result.returncode == 2 and "No run in" in result.stderr and "Traceback" not in result.stderr
