@@ -18,6 +18,7 @@ from configs import (
     digits_lcm,
     digits_meanflow,
     digits_scd,
+    digits_scd_dmd,
     digits_sct,
     toy_cd,
     toy_ct,
@@ -38,8 +39,8 @@ PRESETS = {
     "digits": {
         "edm": digits_edm.get_config, "cd": digits_cd.get_config, "ict": digits_ict.get_config,
         "ect": digits_ect.get_config, "sct": digits_sct.get_config, "scd": digits_scd.get_config,
-        "meanflow": digits_meanflow.get_config, "edm_cond": digits_edm_cond.get_config,
-        "lcm": digits_lcm.get_config,
+        "scd_dmd": digits_scd_dmd.get_config, "meanflow": digits_meanflow.get_config,
+        "edm_cond": digits_edm_cond.get_config, "lcm": digits_lcm.get_config,
         # latent stages: in the latents of the autoencoder stage, which trains first
         "autoencoder": digits_autoencoder.get_config, "latent_edm": digits_latent_edm.get_config,
         "latent_cd": digits_latent_cd.get_config, "latent_ict": digits_latent_ict.get_config,

@@ -143,6 +143,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"config.model.scm_network={m.scm_network!r} applies to EDM teachers and sCT/sCD; "
             f"{config.objective.name!r} takes EDM's time input: set it to 'edm'."
         )
+    _check_dmd(config.objective)
     if config.objective.name in ("sct", "scd"):
         _check_scm(config)
     elif config.objective.name == "meanflow":
@@ -323,6 +324,25 @@ def _check_scm(config: ml_collections.ConfigDict) -> None:
             f"config.sample.trigflow_steps={tuple(config.sample.trigflow_steps)}: {e} "
             f"(t_max = arctan(model.sigma_max / model.sigma_data)); sCM's two steps use (1.1,)."
         ) from None
+
+
+def _check_dmd(o: ml_collections.ConfigDict) -> None:
+    """rCM's DMD term: sCD only, its fake score starting from the teacher the student starts from."""
+    _non_negative("objective.dmd_weight", o.dmd_weight)
+    if not o.dmd_weight:
+        return
+    if o.name != "scd":
+        raise ConfigError(
+            f"config.objective.dmd_weight={o.dmd_weight!r} needs a teacher's denoiser: it is sCD's "
+            "regulariser (rCM); use objective.name='scd' or set objective.dmd_weight=0."
+        )
+    if not o.init_from_teacher:
+        raise ConfigError(
+            "config.objective.dmd_weight > 0 trains a fake score of the teacher's network beside a "
+            "student of the same network: set objective.init_from_teacher=True."
+        )
+    _positive("objective.dmd_p_std", o.dmd_p_std)
+    _positive("objective.fake_score_lr", o.fake_score_lr)
 
 
 def _check_meanflow(config: ml_collections.ConfigDict) -> None:

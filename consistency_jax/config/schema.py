@@ -134,6 +134,13 @@ def get_config() -> ml_collections.ConfigDict:
     # sCT/sCD: the loss weight 1 / sigma = 1 / (sigma_d tan t) (FastGen); on the digits it made the
     # one-step distance 16x worse at 1000 steps (docs/results.md#scm)
     o.prior_weighting = False
+    # sCD: the weight of rCM's DMD term (0: plain sCD); on after the tangent warm-up, with a fake
+    # score (the teacher's network, from its parameters) trained beside the student by Adam
+    # (0, 0.999) at fake_score_lr; both draw ln sigma ~ N(dmd_p_mean, dmd_p_std^2) (rCM)
+    o.dmd_weight = 0.0
+    o.dmd_p_mean = 0.0
+    o.dmd_p_std = 1.6
+    o.fake_score_lr = 5e-4
     o.meanflow_equal_fraction = 0.75  # MeanFlow: the fraction of the batch with r = t (data_proportion)
     o.meanflow_norm_p = 1.0  # MeanFlow: adaptive weight 1 / sg(||u - u_tgt||^2 + eps)^p
     o.meanflow_norm_eps = 0.01

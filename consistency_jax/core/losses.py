@@ -1,4 +1,5 @@
-"""One loss per paper, on arrays: EDM denoising score matching, CD, CT/iCT, ECT, sCT/sCD and MeanFlow.
+"""One loss per paper, on arrays: EDM denoising score matching, CD, CT/iCT, ECT, sCT/sCD (and rCM's
+DMD term), MeanFlow.
 
 Each loss takes its random draws (noise levels, noise) as arguments and the networks as
 callables (`consistency_jax.core.parametrization.denoiser`), so it is the paper's formula alone;
@@ -239,6 +240,19 @@ def scm_loss(
     target = jax.lax.stop_gradient(f_target + normalize_tangent(g, tangent_c, tangent_rms))
     mse = l2_distance(net(x_t / sigma_data, t), target)
     return jnp.mean(prior_weight * jnp.exp(-logvar) * mse + logvar), jnp.mean(tangent_norm(g))
+
+
+def dmd_loss(x_hat: jax.Array, real: Denoiser, fake: Denoiser, sigma: jax.Array, n: jax.Array) -> jax.Array:
+    """E ||x_hat - sg(x_hat - (D_fake - D_real) / w)||^2 / D at x_hat + sigma n, w = mean |x_hat -
+    D_real| per sample: distribution matching's gradient of the reverse KL from the student's
+    samples to the teacher's data, D_fake the denoiser of the student's own samples (DMD, Yin et
+    al. 2024, arXiv 2311.18828; the regulariser rCM adds to sCD, Zheng et al. 2025, arXiv
+    2510.08431, with its weight w)."""
+    x_noisy = jax.lax.stop_gradient(x_hat + per_sample(sigma, x_hat) * n)
+    d_real, d_fake = real(x_noisy, sigma), fake(x_noisy, sigma)
+    w = jnp.mean(jnp.abs(_flat(jax.lax.stop_gradient(x_hat) - d_real)), axis=1)
+    grad = (d_fake - d_real) / per_sample(jnp.maximum(w, 1e-5), x_hat)
+    return jnp.mean(l2_distance(x_hat, jax.lax.stop_gradient(x_hat - grad)))
 
 
 # --- MeanFlow: the average velocity u(z_t, r, t), t = 0 data and t = 1 noise ---------------------------

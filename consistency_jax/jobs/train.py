@@ -22,6 +22,7 @@ from consistency_jax.training import checkpoint, files, lock, parallel
 from consistency_jax.training.log import MetricsLog, board_png
 from consistency_jax.training.objectives import make_objective, needs_teacher, starts_from_teacher
 from consistency_jax.training.state import (
+    STUDENT_OWN,
     TrainState,
     abstract_state,
     create_train_state,
@@ -29,6 +30,7 @@ from consistency_jax.training.state import (
     init_params,
     learning_rate,
     make_optimizer,
+    teacher_part,
 )
 from consistency_jax.training.step import make_train_step
 
@@ -202,9 +204,6 @@ def step_keys(train_key: jax.Array, step: int, k: int) -> jax.Array:
     return jax.vmap(jax.random.fold_in, (None, 0))(train_key, jnp.arange(step, step + k))
 
 
-STUDENT_OWN = ("logvar", "map_guidance")  # parameters a student has and its teacher lacks
-
-
 def initial_state(
     config, model, objective, optimizer, info: DataInfo, key, teacher: Teacher | None, shardings=None
 ) -> TrainState:
@@ -216,7 +215,7 @@ def initial_state(
         # the student's own parts start fresh: a loss-weighting head (network.logvar_head), a
         # w-embedding (network.guidance_embedding, zero at the start)
         own = [k for k in STUDENT_OWN if k in jax.eval_shape(init, key)]
-        shared = {k: v for k, v in jax.eval_shape(init, key).items() if k not in own}
+        shared = teacher_part(jax.eval_shape(init, key))
         if shapes(shared) != shapes(dict(teacher.params)):
             raise ConfigError(
                 "objective.init_from_teacher=True needs the student's network to have the "
@@ -225,6 +224,7 @@ def initial_state(
             )
         create = lambda params, k: create_train_state(
             {**params, **{name: init(k)[name] for name in own}}, optimizer, objective,
+            teacher_params=params,
         )
         # Copies: the train step donates the state, and the teacher's parameters must survive.
         return jax.jit(create, out_shardings=shardings)(jax.tree.map(jnp.copy, teacher.params), key)

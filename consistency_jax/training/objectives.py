@@ -13,8 +13,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
-from consistency_jax.core import guidance, losses, ode, schedules
+from consistency_jax.core import guidance, losses, ode, sampling, schedules
 from consistency_jax.core.parametrization import (
     Parametrization,
     denoiser,
@@ -22,6 +23,7 @@ from consistency_jax.core.parametrization import (
     edm_sigma,
     meanflow_network,
     trigflow_network,
+    trigflow_time,
 )
 from consistency_jax.networks import logvar_fn, network_fn
 
@@ -64,18 +66,31 @@ DISTANCES: dict[str, Callable[[ml_collections.ConfigDict, int], Distance]] = {
 
 
 @dataclasses.dataclass(frozen=True)
+class FakeScore:
+    """A second network trained beside the student by its own optimizer: rCM's fake score, the
+    teacher's network from the teacher's parameters, denoising the student's one-step samples.
+    `loss(fake_params, params, batch, key) -> (loss, metrics)` with the student's `params` fixed."""
+
+    loss: LossFn
+    optimizer: optax.GradientTransformation
+
+
+@dataclasses.dataclass(frozen=True)
 class Objective:
     """A loss `loss(params, target_params, frozen, batch, key, step) -> (loss, metrics)`.
 
     `frozen` holds the constant inputs: {"teacher": teacher params or None, **self.frozen} (the
-    distance's variables). `target_ema(step)` is the rate mu of the target network, or None when
-    the objective keeps none (the teacher, or a target that is the stop-gradient online network).
+    distance's variables), and "fake_score": its current parameters where the objective trains a
+    `fake_score` beside the student. `target_ema(step)` is the rate mu of the target network, or
+    None when the objective keeps none (the teacher, or a target that is the stop-gradient online
+    network).
     """
 
     loss: LossFn
     target_ema: Callable[[jax.Array], jax.Array] | None
     needs_teacher: bool = False
     frozen: dict = dataclasses.field(default_factory=dict)
+    fake_score: FakeScore | None = None
 
     def frozen_inputs(self, teacher_params: Any = None) -> dict:
         """The `frozen` argument of `loss` for this teacher."""
@@ -255,12 +270,15 @@ def scm_objective(
     """sCT and sCD (sCM Alg. 1): t = arctan(e^tau / sigma_d), the tangent of F_theta- = sg(F_theta)
     by one JVP (the same dropout key as the primal pass), dx_t/dt from the data (sCT) or from the
     EDM teacher converted to TrigFlow (sCD); the adaptive weighting w_phi(t) where the network has
-    its head (config.network.logvar_head)."""
+    its head (config.network.logvar_head). sCD with objective.dmd_weight > 0 adds rCM's DMD term
+    once the tangent is warmed up, with a fake score trained beside the student (`FakeScore`)."""
     o, m = config.objective, config.model
     sd = m.sigma_data
     distils = o.name == "scd"
     as_trigflow = lambda net: trigflow_network(net, m.scm_network, sd)
     adaptive = config.network.logvar_head
+    regularised = distils and o.dmd_weight > 0
+    t_max = float(trigflow_time(m.sigma_max, sd))  # where the one-step samples start
 
     def loss(params, target_params, frozen, batch, key, step):
         x, labels = batch["x"], _labels(config, batch)
@@ -283,9 +301,48 @@ def scm_objective(
             o.tangent_c, o.tangent_rms, logvar, prior, sd,
         )
         metrics = {"loss": value, "target_ema": jnp.zeros(()), "tangent_warmup": warmup, "tangent_norm": tangent_norm}
+        if regularised:
+            k_gen, k_dmd = jax.random.split(jax.random.fold_in(key, 3))
+            real = teacher_denoiser(teacher_model, frozen["teacher"], labels, 1, sd, m.scm_network)
+            fake = teacher_denoiser(teacher_model, frozen["fake_score"], labels, 1, sd, m.scm_network)
+            x_hat = student_samples(params, labels, k_gen, x.shape, dropout_key=k_drop)
+            dmd = losses.dmd_loss(x_hat, real, fake, *dmd_draws(k_dmd, x.shape))
+            on = (step >= o.tangent_warmup_steps).astype(jnp.float32)  # rCM: after the warm-up
+            value = value + on * o.dmd_weight * dmd
+            metrics = dict(metrics, loss=value, dmd=dmd)
         return value, metrics
 
-    return Objective(loss=loss, target_ema=None, needs_teacher=distils)
+    def student_samples(params, labels, key, shape, dropout_key=None):
+        """The student's one-step samples x_hat = f(x_T, t_max), as its sampler draws them (with
+        dropout from `dropout_key` when given)."""
+        train = dropout_key is not None
+        f = denoiser(
+            as_trigflow(network_fn(model, params, labels, train=train, dropout_key=dropout_key)),
+            Parametrization("trigflow", sd, 0.0),
+        )
+        return sampling.trigflow_sample(f, key, shape, (t_max,), sd, m.sigma_max)
+
+    def dmd_draws(key, shape):
+        """(sigma, n): the noise levels ln sigma ~ N(dmd_p_mean, dmd_p_std^2) of the DMD term and
+        of the fake score's denoising loss, and the noise."""
+        k_sigma, k_noise = jax.random.split(key)
+        sigma = schedules.lognormal_sigma(k_sigma, shape[:1], o.dmd_p_mean, o.dmd_p_std)
+        return sigma, jax.random.normal(k_noise, shape)
+
+    def fake_score_loss(fake_params, params, batch, key):
+        """EDM's denoising loss of the fake score on the student's one-step samples (DMD, rCM)."""
+        labels = _labels(config, batch)
+        k_gen, k_dmd, k_drop = jax.random.split(key, 3)
+        x_hat = jax.lax.stop_gradient(student_samples(params, labels, k_gen, batch["x"].shape))
+        net = network_fn(teacher_model, fake_params, labels, train=True, dropout_key=k_drop)
+        fake = denoiser(edm_network(net, m.scm_network, sd), Parametrization("edm", sd, 0.0))
+        value = losses.edm_loss(fake, x_hat, *dmd_draws(k_dmd, x_hat.shape), sd)
+        return value, {"fake_score_loss": value}
+
+    fake_score = None
+    if regularised:  # rCM's fake-score Adam has no momentum: betas (0, 0.999)
+        fake_score = FakeScore(fake_score_loss, optax.adam(o.fake_score_lr, b1=0.0, b2=0.999))
+    return Objective(loss=loss, target_ema=None, needs_teacher=distils, fake_score=fake_score)
 
 
 def meanflow_objective(config: ml_collections.ConfigDict, model: nn.Module, **_) -> Objective:

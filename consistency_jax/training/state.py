@@ -29,6 +29,22 @@ class TrainState:
     opt_state: PyTree
 
 
+@flax.struct.dataclass
+class FakeScoreTrainState(TrainState):
+    """A TrainState with {"params", "opt_state"} of the network an objective trains beside the
+    student (`Objective.fake_score`); a subclass, so that other runs' checkpoints keep their tree."""
+
+    fake_score: PyTree
+
+
+STUDENT_OWN = ("logvar", "map_guidance")  # parameters a student has and its teacher lacks
+
+
+def teacher_part(params: PyTree) -> PyTree:
+    """The parameters a student shares with its teacher's network (all but STUDENT_OWN)."""
+    return {k: v for k, v in params.items() if k not in STUDENT_OWN}
+
+
 OPTIMIZERS = {"adam": optax.scale_by_adam, "radam": optax.scale_by_radam}
 
 
@@ -76,16 +92,24 @@ def create_train_state(
     optimizer: optax.GradientTransformation,
     objective: Objective,
     ema_params: PyTree | None = None,
+    teacher_params: PyTree | None = None,
 ) -> TrainState:
-    """A fresh state at step 0; target and EMA start as copies of the online parameters."""
+    """A fresh state at step 0; target and EMA start as copies of the online parameters, a fake
+    score (`objective.fake_score`) as a copy of `teacher_params` (default: the student's own
+    teacher-shaped part)."""
     copy = lambda tree: jax.tree.map(jnp.copy, tree)
-    return TrainState(
+    state = TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         target_params=copy(params) if objective.target_ema is not None else None,
         ema_params=copy(ema_params if ema_params is not None else params),
         opt_state=optimizer.init(params),
     )
+    if objective.fake_score is None:
+        return state
+    fake = copy(teacher_params if teacher_params is not None else teacher_part(params))
+    fake_score = {"params": fake, "opt_state": objective.fake_score.optimizer.init(fake)}
+    return FakeScoreTrainState(**vars(state), fake_score=fake_score)
 
 
 def example_input(info: DataInfo) -> jax.Array:

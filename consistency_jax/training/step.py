@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from consistency_jax.training.objectives import Objective
-from consistency_jax.training.state import TrainState
+from consistency_jax.training.objectives import FakeScore, Objective
+from consistency_jax.training.state import FakeScoreTrainState, TrainState
 
 PyTree = Any
 
@@ -53,6 +53,8 @@ def make_train_step(
         frozen = {**frozen, **jax.device_put(objective.frozen, replicated)}
 
     def step_fn(state: TrainState, batch: dict, rng: jax.Array, frozen: dict) -> tuple:
+        if objective.fake_score is not None:
+            frozen = {**frozen, "fake_score": state.fake_score["params"]}
         grad_fn = jax.value_and_grad(objective.loss, has_aux=True)
         (loss, metrics), grads = grad_fn(
             state.params, state.target_params, frozen, batch, rng, state.step
@@ -62,7 +64,7 @@ def make_train_step(
         target = state.target_params
         if objective.target_ema is not None:
             target = ema_update(target, params, objective.target_ema(state.step))
-        new = TrainState(
+        new = state.replace(
             step=state.step + 1,
             params=params,
             target_params=target,
@@ -73,6 +75,9 @@ def make_train_step(
             opt_state=opt_state,
         )
         finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+        if objective.fake_score is not None:
+            new, fake_metrics, fake_finite = fake_score_step(objective.fake_score, new, batch, rng)
+            metrics, finite = {**metrics, **fake_metrics}, finite & fake_finite
         new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
         new = new.replace(step=state.step + 1)
         metrics = dict(metrics, grad_norm=optax.global_norm(grads), finite=finite.astype(jnp.float32))
@@ -81,6 +86,19 @@ def make_train_step(
     fn = step_fn if steps_per_call == 1 else scanned(step_fn, steps_per_call)
     jitted = jax.jit(fn, donate_argnums=(0,), out_shardings=(state_shardings, replicated))
     return lambda state, batch, rng: jitted(state, batch, rng, frozen)
+
+
+def fake_score_step(fake_score: FakeScore, state: FakeScoreTrainState, batch: dict, rng: jax.Array) -> tuple:
+    """One update of the fake score on the updated student's samples (rCM, DMD2: the two networks
+    alternate); its key is the step's folded, apart from the student's draws."""
+    fake = state.fake_score
+    (loss, metrics), grads = jax.value_and_grad(fake_score.loss, has_aux=True)(
+        fake["params"], state.params, batch, jax.random.fold_in(rng, 1)
+    )
+    updates, opt_state = fake_score.optimizer.update(grads, fake["opt_state"], fake["params"])
+    fake = {"params": optax.apply_updates(fake["params"], updates), "opt_state": opt_state}
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+    return state.replace(fake_score=fake), metrics, finite
 
 
 def scanned(step_fn: Callable, steps: int) -> Callable:
