@@ -90,7 +90,7 @@ def test_a_resumed_run_restores_the_fake_score_and_ends_where_an_uninterrupted_o
 
 
 @pytest.mark.parametrize("values, named", [
-    ({"objective.name": "sct", "objective.dmd_weight": 1.0}, "objective.dmd_weight=1.0 needs a teacher"),
+    ({"objective.name": "sct", "objective.dmd_weight": 1.0}, "is sCD's regulariser (rCM), not objective.name='sct'"),
     ({"objective.init_from_teacher": False, "objective.dmd_weight": 1.0}, "init_from_teacher=True"),
     ({"objective.dmd_weight": -1.0}, "objective.dmd_weight must be >= 0"),
     ({"objective.dmd_weight": 1.0, "objective.fake_score_lr": 0.0}, "objective.fake_score_lr must be > 0"),

@@ -333,8 +333,8 @@ def _check_dmd(o: ml_collections.ConfigDict) -> None:
         return
     if o.name != "scd":
         raise ConfigError(
-            f"config.objective.dmd_weight={o.dmd_weight!r} needs a teacher's denoiser: it is sCD's "
-            "regulariser (rCM); use objective.name='scd' or set objective.dmd_weight=0."
+            f"config.objective.dmd_weight={o.dmd_weight!r} is sCD's regulariser (rCM), not "
+            f"objective.name={o.name!r}'s: use objective.name='scd' or set objective.dmd_weight=0."
         )
     if not o.init_from_teacher:
         raise ConfigError(
