@@ -80,7 +80,7 @@ def build_step(config: ml_collections.ConfigDict, params: Any, batch: dict, step
     distils = needs_teacher(config.objective.name)
     objective = make_objective(config, model, teacher_model if distils else None, dim)
     optimizer = make_optimizer(config.optim)
-    state = create_train_state(jax.tree.map(jnp.copy, params), optimizer, objective)
+    state = create_train_state(jax.tree.map(jnp.copy, params), optimizer, objective, teacher_params=teacher_params)
     frozen = (teacher_params if objective.needs_teacher else None, objective.frozen)
 
     def step(state, batch, rng, teacher, objective_frozen):
