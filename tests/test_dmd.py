@@ -102,3 +102,17 @@ def test_bad_dmd_settings_exit_2_before_any_compute(tmp_path, values, named):
     out = run_utils.run(args, str(tmp_path / "log"), expect=2)
     assert named in out and "Traceback" not in out
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_the_pipeline_stage_scd_dmd_distils_the_pipelines_teacher(tmp_path):
+    from configs.presets import PRESETS
+    from consistency_jax.jobs import end_to_end
+
+    configs = end_to_end.stage_configs(PRESETS["digits"], str(tmp_path), ("edm", "scd", "scd_dmd"))
+    config = configs["scd_dmd"]
+    assert config.objective.teacher_workdir == os.path.join(str(tmp_path), "edm")
+    assert end_to_end.uses_teacher(config)
+    # sCD's config but for the DMD term
+    plain = configs["scd"].to_dict()
+    plain["objective"]["dmd_weight"] = config.objective.dmd_weight
+    assert config.objective.dmd_weight > 0 and config.to_dict() == plain
