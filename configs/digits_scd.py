@@ -13,7 +13,7 @@ sCD's loss never reads sigma_max, so it sets the samplers' start alone. At 1000 
 lowers the one step from 20 (1.91x), not from 80 (docs/results.md#scd-at-icts-budget); dropout 0.1-0.5
 (docs/results.md#scd-with-dropout) and more training draws at large t
 (docs/results.md#scd-more-training-draws-at-large-t-and-more-steps) did not. rCM's DMD term does
-(configs/digits_scd_dmd.py: 1.46x over seeds 0-2).
+(configs/digits_scd_dmd.py: 1.23x over seeds 0-2).
 """
 
 from configs.digits import base_config
