@@ -305,10 +305,12 @@ def scm_objective(
             k_gen, k_dmd = jax.random.split(jax.random.fold_in(key, 3))
             real = teacher_denoiser(teacher_model, frozen["teacher"], labels, 1, sd, m.scm_network)
             fake = teacher_denoiser(teacher_model, frozen["fake_score"], labels, 1, sd, m.scm_network)
-            x_hat = student_samples(params, labels, k_gen, x.shape, dropout_key=k_drop)
-            dmd = losses.dmd_loss(x_hat, real, fake, *dmd_draws(k_dmd, x.shape))
-            on = (step >= o.tangent_warmup_steps).astype(jnp.float32)  # rCM: after the warm-up
-            value = value + on * o.dmd_weight * dmd
+            dmd_term = lambda p: losses.dmd_loss(
+                student_samples(p, labels, k_gen, x.shape, dropout_key=k_drop), real, fake, *dmd_draws(k_dmd, x.shape)
+            )
+            # rCM: after the warm-up; before it the term (and its student pass) is not computed
+            dmd = jax.lax.cond(step >= o.tangent_warmup_steps, dmd_term, lambda p: jnp.zeros(()), params)
+            value = value + o.dmd_weight * dmd
             metrics = dict(metrics, loss=value, dmd=dmd)
         return value, metrics
 
